@@ -1,0 +1,48 @@
+"""Operations: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from quart import Blueprint, Response, request
+
+from ..auth import bearer, same_secret
+from ..errors import ApiError, ErrorCode
+from ..interfaces import Handshake
+from .common import json_response, services
+
+__all__ = ["bp"]
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
+
+
+def _ping(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1 FROM users LIMIT 1").fetchall()
+
+
+@bp.get("/readyz")
+async def readyz() -> Response:
+    svc = services()
+    try:
+        await svc.db.read(_ping)
+    except sqlite3.Error as exc:
+        raise ApiError(503, ErrorCode.UNAVAILABLE, f"database not ready: {exc}") from None
+    if not svc.started:
+        raise ApiError(503, ErrorCode.UNAVAILABLE, "starting")
+    return json_response({"status": "ready"})
+
+
+@bp.get("/metrics")
+async def metrics() -> Response:
+    svc = services()
+    key = svc.settings.api_key
+    if key is not None:
+        given = bearer(Handshake(headers=dict(request.headers), cookies={}))
+        if given is None or not same_secret(given, key):
+            raise ApiError(401, ErrorCode.UNAUTHORIZED, "the server API key is required")
+    return Response(svc.metrics.render(), content_type="text/plain; version=0.0.4")

@@ -1,0 +1,235 @@
+"""The application factory, and ``app`` for ``hypercorn --worker-class trio trionet.app:app``."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sqlite3
+import sys
+import time
+from typing import Any
+
+import trio
+from quart import Response
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from . import _hypercorn_fixes, protocol
+from .auth import ChainResolver, CookieSessionResolver, JwtResolver, LoginThrottle
+from .committer import GroupCommitter
+from .errors import ApiError, ErrorCode
+from .ids import IdAllocator
+from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
+from .manager import Manager
+from .membership import MembershipCache
+from .metrics import Metrics
+from .settings import Settings, SettingsError
+from .storage import Database, accounts
+from .storage.backends import SqliteGroups, SqlitePersister
+
+__all__ = ["Services", "create_app", "services_of"]
+
+_hypercorn_fixes.apply()
+
+log = logging.getLogger("trionet")
+
+_STATUS_CODES = {
+    400: ErrorCode.BAD_REQUEST,
+    401: ErrorCode.UNAUTHORIZED,
+    403: ErrorCode.FORBIDDEN,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    409: ErrorCode.CONFLICT,
+    413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.TOO_MANY_REQUESTS,
+}
+
+
+class Services:
+    """Everything the handlers share: settings, storage, the manager and the pluggable parts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resolver: SessionResolver | None,
+        groups: GroupMemberFetcher | None,
+        persister: MessagePersister | None,
+    ) -> None:
+        self.settings = settings
+        self.db = Database(settings.database, synchronous=settings.db_synchronous)
+        if resolver is None:
+            chain: list[SessionResolver] = [CookieSessionResolver(self.db, settings.cookie_name)]
+            if settings.jwt_secret:
+                chain.append(JwtResolver(self.db, settings.jwt_secret))
+            resolver = ChainResolver(chain)
+        self.resolver = resolver
+        self.groups = groups or SqliteGroups(self.db)
+        self.persister = persister or SqlitePersister(self.db)
+        self.metrics = Metrics()
+        self.membership = MembershipCache(self.groups)
+        self.ids = IdAllocator(settings.worker_id)
+        self.manager = Manager(metrics=self.metrics, membership=self.membership, ids=self.ids)
+        self.committer = GroupCommitter(
+            self.persister,
+            self.manager.deliver_batch,
+            commit_timeout=settings.commit_timeout,
+            retry_capacity=settings.retry_buffer,
+            metrics=self.metrics,
+        )
+        self.manager.committer = self.committer
+        self.throttle = LoginThrottle()
+        self._known_users: set[int] = set()
+        self._admins: dict[int, tuple[float, bool]] = {}
+        self.started = False
+        self.draining = False
+        self.open_handlers = 0
+        self._scope = trio.CancelScope()
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Migrate, then start the committer and the manager in ``nursery``."""
+        await trio.to_thread.run_sync(self.db.migrate)
+        floor = await self.db.read(_max_id)
+        self.ids = self.manager.ids = IdAllocator(self.settings.worker_id, floor=floor)
+        await nursery.start(self._run)
+        gc.collect()
+        gc.freeze()  # start-up objects never need scanning again
+        self.started = True
+
+    async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.committer.run)
+                await nursery.start(self.manager.run)
+                task_status.started()
+
+    def stop(self) -> None:
+        """Stop the committer and the manager (after :meth:`drain`)."""
+        self._scope.cancel()
+
+    async def drain(self, code: int = 1001) -> None:
+        """Close every client with ``code``, then write everything still queued.
+
+        Bounded by ``shutdown_timeout``; called before the server stops accepting handlers.
+        """
+        self.draining = True
+        with trio.move_on_after(self.settings.shutdown_timeout):
+            self.manager.close_all(code)
+            # each writer sends its queued frames, then the close; bounded by the timeout
+            while self.open_handlers:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            await self.committer.flush()
+
+    async def user_exists(self, user_id: int) -> bool:
+        if user_id in self._known_users:
+            return True
+        row = await self.db.read(accounts.get_user, user_id)
+        if row is not None:
+            self._known_users.add(user_id)
+        return row is not None
+
+    async def is_admin(self, user_id: int) -> bool:
+        hit = self._admins.get(user_id)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = await self.db.read(accounts.get_user, user_id)
+        admin = bool(row is not None and row["is_admin"])
+        self._admins[user_id] = (now + 30.0, admin)
+        return admin
+
+
+def _max_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT max(coalesce((SELECT max(id) FROM messages), 0),"
+        " coalesce((SELECT max(id) FROM notifications), 0))"
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def services_of(app: QuartTrio) -> Services:
+    """The :class:`Services` of an app built by :func:`create_app`."""
+    found: Services = app.extensions["trionet"]
+    return found
+
+
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> Response:
+    """The one error shape: ``{"error": {"code": ..., "message": ...}}``."""
+    body = protocol.encode({"error": {"code": code, "message": message}})
+    return Response(body, status=status, headers=headers, content_type="application/json")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    resolver: SessionResolver | None = None,
+    groups: GroupMemberFetcher | None = None,
+    persister: MessagePersister | None = None,
+) -> QuartTrio:
+    """Build a trionet app. Unset parts use the defaults backed by the SQLite database."""
+    settings = settings or Settings.from_env()
+    app = QuartTrio("trionet")
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_timeout
+    app.config["JSON_SORT_KEYS"] = False
+    services = Services(settings, resolver=resolver, groups=groups, persister=persister)
+    app.extensions["trionet"] = services
+
+    from .api import register_blueprints
+
+    register_blueprints(app)
+
+    @app.before_serving
+    async def _start() -> None:
+        await services.start(app.nursery)
+
+    @app.after_serving
+    async def _stop() -> None:
+        with trio.CancelScope(shield=True):
+            await services.drain()
+            services.stop()
+            services.db.close()
+
+    @app.errorhandler(ApiError)
+    async def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        code = _STATUS_CODES.get(status, "http_error")
+        headers = {}
+        allowed = getattr(exc, "valid_methods", None)
+        if status == 405 and allowed:
+            headers["Allow"] = ", ".join(allowed)
+        return error_response(status, code, exc.description or exc.name, headers)
+
+    @app.errorhandler(Exception)
+    async def _internal(exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return error_response(500, ErrorCode.INTERNAL, "internal server error")
+
+    return app
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _from_env() -> QuartTrio:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"trionet: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    _configure_logging(settings.log_level)
+    return create_app(settings)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":  # built on first use, so importing create_app has no side effect
+        built = globals()["app"] = _from_env()
+        return built
+    raise AttributeError(name)

@@ -1,0 +1,190 @@
+"""Group commit: everything that arrives while one commit runs goes into the next one.
+
+Delivery waits for the commit, so history never lags what clients were shown, but never
+longer than ``commit_timeout``: after that (or when the commit fails) the batch is delivered
+with ``persisted: false`` and its records are written again, with backoff, from a bounded
+retry buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+
+from .interfaces import MessagePersister, MessageRecord, NotificationRecord
+from .metrics import Metrics
+
+__all__ = ["GroupCommitter", "Pending"]
+
+log = logging.getLogger("trionet.persist")
+
+MAX_BATCH = 5000
+
+
+class Pending:
+    """A record on its way to the database, and what to do once it is there."""
+
+    __slots__ = ("message", "notification", "target", "frame", "origin", "client_id", "done",
+                 "persisted", "kind")
+
+    def __init__(
+        self,
+        *,
+        message: MessageRecord | None = None,
+        notification: NotificationRecord | None = None,
+        target: Any = None,
+        frame: dict[str, Any] | None = None,
+        origin: Any = None,
+        client_id: str | None = None,
+        done: trio.Event | None = None,
+    ) -> None:
+        self.message = message
+        self.notification = notification
+        self.target = target
+        self.frame = frame
+        self.origin = origin
+        self.client_id = client_id
+        self.done = done
+        self.persisted = False
+        self.kind = "message" if message is not None else "notification"
+
+
+class GroupCommitter:
+    """The persister pump. ``deliver`` receives each committed (or given-up-on) batch."""
+
+    def __init__(
+        self,
+        persister: MessagePersister,
+        deliver: Callable[[list[Pending]], Awaitable[None]],
+        *,
+        commit_timeout: float,
+        retry_capacity: int,
+        metrics: Metrics,
+        queue_size: int = 8192,
+    ) -> None:
+        self._persister = persister
+        self._deliver = deliver
+        self._timeout = commit_timeout
+        self._capacity = retry_capacity
+        self._metrics = metrics
+        self._send, self._recv = trio.open_memory_channel[Pending](queue_size)
+        self._retry: deque[Pending] = deque()
+        self._retry_wakeup = trio.Event()
+        self._unconfirmed = 0  # records whose commit timed out and is still running
+        self._inflight = 0  # commits running
+        self._nursery: trio.Nursery | None = None
+
+    @property
+    def available(self) -> bool:
+        """False while the database is failing and the retry buffer is full."""
+        return len(self._retry) + self._unconfirmed < self._capacity
+
+    @property
+    def retry_depth(self) -> int:
+        return len(self._retry)
+
+    async def submit(self, pending: Pending) -> None:
+        """Queue a record for the next commit (waits while the queue is full)."""
+        await self._send.send(pending)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._retry_loop)
+            task_status.started()
+            async for first in self._recv:
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await self._commit_and_deliver(batch)
+
+    async def _commit_and_deliver(self, batch: list[Pending]) -> None:
+        assert self._nursery is not None
+        done = trio.Event()
+        outcome: list[bool] = []
+        self._inflight += 1
+        self._nursery.start_soon(self._commit, batch, done, outcome)
+        with trio.move_on_after(self._timeout):
+            await done.wait()
+        persisted = bool(outcome) and outcome[0]
+        if not done.is_set():
+            log.warning("commit of %d records still running after %.2fs; delivering unpersisted",
+                        len(batch), self._timeout)
+            self._metrics.persist_failures.inc()
+            self._unconfirmed += len(batch)
+            outcome.append(False)  # tells _commit it timed out
+        for p in batch:
+            p.persisted = persisted
+        await self._deliver(batch)
+        for p in batch:
+            if p.done is not None:
+                p.done.set()
+
+    async def _save(self, batch: Sequence[Pending]) -> None:
+        msgs = [p.message for p in batch if p.message is not None]
+        notes = [p.notification for p in batch if p.notification is not None]
+        started = trio.current_time()
+        await self._persister.save(msgs, notes)
+        self._metrics.commit_seconds.observe(trio.current_time() - started)
+        self._metrics.batch_size.observe(len(batch))
+
+    async def _commit(self, batch: list[Pending], done: trio.Event, outcome: list[bool]) -> None:
+        ok = False
+        try:
+            await self._save(batch)
+            ok = True
+        except Exception:
+            log.exception("commit of %d records failed; will retry", len(batch))
+            if not outcome:
+                self._metrics.persist_failures.inc()
+        finally:
+            self._inflight -= 1
+            timed_out = bool(outcome)
+            if not timed_out:
+                outcome.append(ok)
+            else:
+                self._unconfirmed -= len(batch)
+            if not ok:
+                self._retry.extend(batch)
+                self._metrics.retry_depth.set(len(self._retry))
+                self._retry_wakeup.set()
+            done.set()
+
+    async def _retry_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            await self._retry_wakeup.wait()
+            self._retry_wakeup = trio.Event()
+            while self._retry:
+                chunk = [self._retry[i] for i in range(min(len(self._retry), 1000))]
+                try:
+                    await self._save(chunk)
+                except Exception as exc:
+                    log.warning("retry of %d records failed (%s); next try in %.2fs",
+                                len(chunk), exc, backoff)
+                    await trio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                backoff = 0.05
+                for _ in chunk:
+                    self._retry.popleft()
+                self._metrics.retry_depth.set(len(self._retry))
+                log.info("retry wrote %d records; %d left", len(chunk), len(self._retry))
+
+    def idle(self) -> bool:
+        """Nothing queued, committing or waiting for a retry."""
+        stats = self._recv.statistics()
+        return stats.current_buffer_used == 0 and self._inflight == 0 and not self._retry
+
+    async def flush(self) -> bool:
+        """Wait until everything submitted is written (the caller bounds the wait)."""
+        while not self.idle():  # noqa: ASYNC110 (polls a few counters, bounded by the caller)
+            await trio.sleep(0.01)
+        return True

@@ -1,0 +1,55 @@
+"""Server-allocated ids for messages and notifications.
+
+An id is ``(milliseconds since 2025-01-01 UTC) << 12 | worker << 8 | sequence``: an integer
+below 2**53 (exact in JavaScript) until 2094, increasing with time, unique across up to 16
+processes that each have their own ``worker`` number.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+__all__ = ["EPOCH_MS", "IdAllocator", "id_timestamp", "id_to_iso"]
+
+EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
+_WORKER_BITS = 4
+_SEQ_BITS = 8
+_SHIFT = _WORKER_BITS + _SEQ_BITS
+_SEQ_MAX = (1 << _SEQ_BITS) - 1
+
+
+class IdAllocator:
+    """Allocates increasing ids; never repeats one, even if the wall clock steps back."""
+
+    def __init__(self, worker: int = 0, *, floor: int = 0) -> None:
+        if not 0 <= worker < (1 << _WORKER_BITS):
+            raise ValueError(f"worker must be in 0..{(1 << _WORKER_BITS) - 1}")
+        self._worker = worker << _SEQ_BITS
+        self._ms = floor >> _SHIFT
+        self._seq = _SEQ_MAX  # the floor's millisecond is used up
+
+    def next(self) -> int:
+        """A new id, greater than every id this allocator returned before."""
+        now = int(time.time() * 1000) - EPOCH_MS
+        if now > self._ms:
+            self._ms = now
+            self._seq = 0
+        elif self._seq < _SEQ_MAX:
+            self._seq += 1
+        else:  # 256 ids in one millisecond: borrow the next one
+            self._ms += 1
+            self._seq = 0
+        return (self._ms << _SHIFT) | self._worker | self._seq
+
+
+def id_timestamp(id_: int) -> float:
+    """Seconds since the Unix epoch at which ``id_`` was allocated."""
+    return ((id_ >> _SHIFT) + EPOCH_MS) / 1000
+
+
+def id_to_iso(id_: int) -> str:
+    """The allocation time of ``id_`` as an ISO 8601 UTC string with milliseconds."""
+    ms = (id_ >> _SHIFT) + EPOCH_MS
+    stamp = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{stamp}{ms % 1000:03d}Z"

@@ -1,0 +1,111 @@
+"""The parts a deployment can replace, as ``typing.Protocol``s, and the records they exchange.
+
+Pass your own implementations to :func:`trionet.create_app`::
+
+    app = create_app(settings, resolver=MySessions(), groups=MyGroups(), persister=MyStore())
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "GroupMemberFetcher",
+    "Handshake",
+    "Identity",
+    "MessagePersister",
+    "NotificationRecord",
+    "MessageRecord",
+    "SessionResolver",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """What a resolver sees of an HTTP request or a WebSocket handshake."""
+
+    headers: Mapping[str, str]
+    cookies: Mapping[str, str]
+    remote_addr: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated user.
+
+    ``session_key`` names the session the credential belongs to (sockets opened with it are
+    closed when it ends); ``expires_at`` (Unix seconds) is when the credential stops being valid.
+    """
+
+    user_id: int
+    session_key: str | None = None
+    expires_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """A private or group message as stored. ``id`` is allocated by the server."""
+
+    id: int
+    kind: str  # "private" | "group"
+    sender_id: int
+    content: str
+    created_at: str
+    recipient_id: int | None = None
+    group_id: int | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    """A notification as stored; ``payload`` keys are merged into the live frame."""
+
+    id: int
+    user_id: int
+    subtype: str
+    message: str
+    created_at: str
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class SessionResolver(Protocol):
+    """Turns a request or handshake into the user it is authenticated as."""
+
+    async def resolve(self, handshake: Handshake) -> Identity | None:
+        """The caller's identity, or None when it presents no valid credential."""
+        ...
+
+
+@runtime_checkable
+class GroupMemberFetcher(Protocol):
+    """The source of truth for group membership."""
+
+    async def accepted_members(self, group_id: int) -> frozenset[int] | None:
+        """Ids of the group's accepted members; None when the group does not exist."""
+        ...
+
+
+@runtime_checkable
+class MessagePersister(Protocol):
+    """Stores messages and notifications, and pages message history."""
+
+    async def save(
+        self, messages: Sequence[MessageRecord], notifications: Sequence[NotificationRecord]
+    ) -> None:
+        """Store everything in one transaction. Saving a record whose id exists is a no-op."""
+        ...
+
+    async def private_page(
+        self, user_a: int, user_b: int, *, limit: int, offset: int, before_id: int | None
+    ) -> list[MessageRecord]:
+        """Messages between two users, newest first."""
+        ...
+
+    async def group_page(
+        self, group_id: int, *, limit: int, offset: int, before_id: int | None
+    ) -> list[MessageRecord]:
+        """Messages of one group, newest first."""
+        ...

@@ -1,0 +1,225 @@
+"""Server configuration: one frozen :class:`Settings`, read from ``TRIONET_*`` variables.
+
+Every field has a default that runs a single-process server on an embedded SQLite file.
+:meth:`Settings.from_env` raises :class:`SettingsError` naming the variable on a bad value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = ["ENV", "Settings", "SettingsError"]
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_T = TypeVar("_T")
+
+
+class SettingsError(ValueError):
+    """A configuration variable holds a value trionet cannot use."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """All of trionet's configuration. Build it with :meth:`from_env` or by keyword."""
+
+    database: str = "./trionet.db"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Allowed ``Origin`` values for ``/ws`` and state-changing HTTP calls. Empty: the
+    #: server's own origin only. ``("*",)``: any origin.
+    allowed_origins: tuple[str, ...] = ()
+    cookie_name: str = "trionet_session"
+    session_ttl: int = 14 * 24 * 3600
+    cookie_secure: bool = False
+    open_registration: bool = True
+    send_queue: int = 256
+    max_message_bytes: int = 64 * 1024
+    max_content_chars: int = 16_000
+    rate_limit: float = 50.0
+    api_key: str | None = None
+    jwt_secret: str | None = None
+    log_level: str = "INFO"
+    ping_interval: float = 20.0
+    shutdown_timeout: float = 10.0
+    commit_timeout: float = 1.0
+    tcp_user_timeout: float = 30.0
+    replay_limit: int = 1000
+    retry_buffer: int = 10_000
+    presence_limit: int = 1000
+    worker_id: int = 0
+    db_synchronous: str = "NORMAL"
+
+    @property
+    def read_timeout(self) -> float:
+        """Seconds without any inbound byte (pongs included) before a peer counts as dead."""
+        return self.ping_interval * 2 + 5
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every ``TRIONET_*`` variable; unset ones keep their defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (variable, parse, _doc) in ENV.items():
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[name] = parse(raw.strip())
+            except ValueError as exc:
+                raise SettingsError(variable, f"{exc} (got {raw!r})") from None
+        return cls(**values)
+
+
+def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
+            raise ValueError(f"must be {bound}")
+        return value
+
+    return parse
+
+
+def _float(minimum: float, *, exclusive: bool = False) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("must be a number") from None
+        if value != value or value < minimum or (exclusive and value == minimum):
+            raise ValueError(f"must be {'>' if exclusive else '>='} {minimum:g}")
+        return value
+
+    return parse
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _text(raw: str) -> str:
+    return raw
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and "://" not in origin:
+            raise ValueError(f"origin {origin!r} must look like scheme://host[:port] or *")
+    return origins
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        upper = raw.upper()
+        if upper not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return upper
+
+    return parse
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 16:
+        raise ValueError("must be at least 16 characters")
+    return raw
+
+
+#: field name -> (variable, parser, description). The README's table mirrors this.
+ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "database": ("TRIONET_DATABASE", _text, "SQLite database file"),
+    "host": ("TRIONET_HOST", _text, "address `trionet serve` binds"),
+    "port": ("TRIONET_PORT", _int(0, 65535), "port `trionet serve` binds (0: any free port)"),
+    "allowed_origins": (
+        "TRIONET_ALLOWED_ORIGINS",
+        _origins,
+        "comma-separated allowed Origins; empty: the server's own origin; `*`: any",
+    ),
+    "cookie_name": ("TRIONET_COOKIE_NAME", _text, "session cookie name"),
+    "session_ttl": ("TRIONET_SESSION_TTL", _int(60), "session lifetime, seconds"),
+    "cookie_secure": ("TRIONET_COOKIE_SECURE", _bool, "set `Secure` on the session cookie"),
+    "open_registration": (
+        "TRIONET_OPEN_REGISTRATION",
+        _bool,
+        "allow `POST /api/auth/register` (false: only the CLI and server API create users)",
+    ),
+    "send_queue": ("TRIONET_SEND_QUEUE", _int(1), "frames queued per connection (slow consumer)"),
+    "max_message_bytes": (
+        "TRIONET_MAX_MESSAGE_BYTES",
+        _int(256),
+        "largest inbound WebSocket message, bytes (larger: close 1009)",
+    ),
+    "max_content_chars": (
+        "TRIONET_MAX_CONTENT_CHARS",
+        _int(1),
+        "longest message `content`, characters (longer: error `too_large`)",
+    ),
+    "rate_limit": (
+        "TRIONET_RATE_LIMIT",
+        _float(0),
+        "frames per second per connection, bursts of twice that; 0: off",
+    ),
+    "api_key": ("TRIONET_API_KEY", _secret, "server API key; unset: server API disabled"),
+    "jwt_secret": ("TRIONET_JWT_SECRET", _secret, "HS256 JWT secret; unset: JWT auth disabled"),
+    "log_level": ("TRIONET_LOG_LEVEL", _choice(*_LOG_LEVELS), "log level"),
+    "ping_interval": (
+        "TRIONET_PING_INTERVAL",
+        _float(0, exclusive=True),
+        "seconds between WebSocket pings; a peer silent for 2x this + 5 s is dropped",
+    ),
+    "shutdown_timeout": (
+        "TRIONET_SHUTDOWN_TIMEOUT",
+        _float(0, exclusive=True),
+        "seconds a graceful shutdown may take",
+    ),
+    "commit_timeout": (
+        "TRIONET_COMMIT_TIMEOUT",
+        _float(0, exclusive=True),
+        "seconds a commit may hold delivery back before messages go out `persisted: false`",
+    ),
+    "tcp_user_timeout": (
+        "TRIONET_TCP_USER_TIMEOUT",
+        _float(0),
+        "seconds unacknowledged socket writes may stall before the kernel aborts; 0: off",
+    ),
+    "replay_limit": ("TRIONET_REPLAY_LIMIT", _int(1), "most frames replayed on resume"),
+    "retry_buffer": (
+        "TRIONET_RETRY_BUFFER",
+        _int(1),
+        "messages held for retry while the database fails (full: error `unavailable`)",
+    ),
+    "presence_limit": (
+        "TRIONET_PRESENCE_LIMIT",
+        _int(0),
+        "most users told of one user's presence change",
+    ),
+    "worker_id": ("TRIONET_WORKER_ID", _int(0, 15), "this process's number in message ids"),
+    "db_synchronous": (
+        "TRIONET_DB_SYNCHRONOUS",
+        _choice("NORMAL", "FULL"),
+        "SQLite `synchronous`: NORMAL survives a process crash, FULL also a power cut",
+    ),
+}
+
+assert set(ENV) == {f.name for f in dataclasses.fields(Settings)}, "every setting has a variable"

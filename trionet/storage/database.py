@@ -1,0 +1,127 @@
+"""SQLite connections, run off the trio event loop.
+
+Writes go through one connection serialised by a ``CapacityLimiter(1)``, each call one
+transaction; reads use one connection per worker thread, so a slow read never waits behind
+a write (WAL) and never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
+import sqlite_utils
+import trio
+
+from .migrate import apply_migrations
+
+__all__ = ["Database"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Database:
+    """A SQLite database file opened for trionet (WAL, foreign keys, busy timeout)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "NORMAL",
+        readers: int = 4,
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer: sqlite3.Connection | None = None
+        self._write_limiter = trio.CapacityLimiter(1)
+        self._read_limiter = trio.CapacityLimiter(readers)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    def connect(self) -> sqlite3.Connection:
+        """A new configured connection (autocommit mode: callers open transactions)."""
+        conn = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=30
+        )
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def migrate(self) -> list[str]:
+        """Apply pending migrations (blocking); returns the names applied."""
+        conn = self.connect()
+        try:
+            return apply_migrations(sqlite_utils.Database(conn))
+        finally:
+            self._forget(conn)
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        conn.close()
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        if self._writer is None:
+            self._writer = self.connect()
+        return self._writer
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.connect()
+            self._local.conn = conn
+        return conn
+
+    def write_sync(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """Run ``fn(conn, ...)`` in one write transaction (caller holds the write limiter)."""
+        conn = self._writer_conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn, *args, **kw)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    async def write(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """Run ``fn(conn, ...)`` in one write transaction, in a worker thread."""
+        return await trio.to_thread.run_sync(
+            lambda: self.write_sync(fn, *args, **kw), limiter=self._write_limiter
+        )
+
+    async def read(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """Run ``fn(conn, ...)`` on a reader connection, in a worker thread."""
+        return await trio.to_thread.run_sync(
+            lambda: fn(self._reader_conn(), *args, **kw), limiter=self._read_limiter
+        )
+
+    def close(self) -> None:
+        """Close every connection this object opened."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except sqlite3.Error:
+                pass
+        self._writer = None
+        self._local = threading.local()

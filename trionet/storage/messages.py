@@ -1,0 +1,96 @@
+"""Messages and notifications: batch inserts and history pages."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+
+from ..interfaces import MessageRecord, NotificationRecord
+
+__all__ = ["group_page", "insert_batch", "private_page", "row_to_message"]
+
+_MSG_COLS = "id, kind, sender_id, recipient_id, group_id, content, client_id, created_at"
+
+
+def insert_batch(
+    conn: sqlite3.Connection,
+    messages: Sequence[MessageRecord],
+    notifications: Sequence[NotificationRecord],
+) -> None:
+    """Insert records; ids already stored are skipped, so a retried batch never duplicates."""
+    if messages:
+        conn.executemany(
+            "INSERT OR IGNORE INTO messages (id, kind, sender_id, recipient_id, group_id,"
+            " peer_lo, peer_hi, content, client_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    m.id, m.kind, m.sender_id, m.recipient_id, m.group_id,
+                    None if m.recipient_id is None else min(m.sender_id, m.recipient_id),
+                    None if m.recipient_id is None else max(m.sender_id, m.recipient_id),
+                    m.content, m.client_id, m.created_at,
+                )
+                for m in messages
+            ],
+        )
+    if notifications:
+        conn.executemany(
+            "INSERT OR IGNORE INTO notifications (id, user_id, subtype, message, payload,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (n.id, n.user_id, n.subtype, n.message, json.dumps(dict(n.payload)), n.created_at)
+                for n in notifications
+            ],
+        )
+
+
+def row_to_message(row: sqlite3.Row | tuple[object, ...]) -> MessageRecord:
+    id_, kind, sender, recipient, group, content, client_id, created = tuple(row)
+    return MessageRecord(
+        id=int(id_),
+        kind=str(kind),
+        sender_id=int(sender),
+        recipient_id=None if recipient is None else int(recipient),
+        group_id=None if group is None else int(group),
+        content=str(content),
+        client_id=None if client_id is None else str(client_id),
+        created_at=str(created),
+    )
+
+
+def _page(
+    conn: sqlite3.Connection,
+    where: str,
+    params: list[object],
+    limit: int,
+    offset: int,
+    before_id: int | None,
+) -> list[MessageRecord]:
+    if before_id is not None:
+        where += " AND id < ?"
+        params.append(before_id)
+    sql = f"SELECT {_MSG_COLS} FROM messages WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?"
+    return [row_to_message(r) for r in conn.execute(sql, [*params, limit, offset])]
+
+
+def private_page(
+    conn: sqlite3.Connection,
+    user_a: int,
+    user_b: int,
+    *,
+    limit: int,
+    offset: int,
+    before_id: int | None,
+) -> list[MessageRecord]:
+    lo, hi = min(user_a, user_b), max(user_a, user_b)
+    return _page(
+        conn, "kind = 'private' AND peer_lo = ? AND peer_hi = ?", [lo, hi], limit, offset,
+        before_id,
+    )
+
+
+def group_page(
+    conn: sqlite3.Connection, group_id: int, *, limit: int, offset: int, before_id: int | None
+) -> list[MessageRecord]:
+    return _page(conn, "kind = 'group' AND group_id = ?", [group_id], limit, offset, before_id)

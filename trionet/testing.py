@@ -1,0 +1,174 @@
+"""Test trionet, or an integration built on it, against a real server in the test's nursery.
+
+::
+
+    from trionet.testing import running_server
+
+    async def test_private_message():
+        async with running_server() as server:
+            alice = await server.create_user("alice")
+            bob = await server.create_user("bob")
+            async with server.connect(bob) as ws:
+                async with server.connect(alice) as wa:
+                    await wa.send_message('{"type":"private","to":%d,"content":"hi"}' % bob.id)
+                    frame = await server.receive_json(ws)
+                    assert frame["content"] == "hi"
+
+Every helper talks to the server over real sockets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+import trio_websocket
+from quart_trio import QuartTrio
+
+from .app import Services, create_app, services_of
+from .auth import hash_password, hash_token, make_jwt, new_token
+from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
+from .server import serve
+from .settings import Settings
+from .storage import accounts
+
+__all__ = ["TestServer", "TestUser", "running_server"]
+
+
+@dataclass
+class TestUser:
+    """A user with a live session token (sent as the session cookie)."""
+
+    __test__ = False
+
+    id: int
+    username: str
+    token: str
+    is_admin: bool = False
+    password: str = "password123"
+
+    @property
+    def cookie(self) -> str:
+        return f"trionet_session={self.token}"
+
+
+@dataclass
+class TestServer:
+    """A trionet server running in the test's nursery."""
+
+    __test__ = False
+
+    url: str
+    app: QuartTrio
+    settings: Settings
+    _stop: trio.Event = field(default_factory=trio.Event, repr=False)
+
+    @property
+    def services(self) -> Services:
+        return services_of(self.app)
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1) + "/ws"
+
+    async def create_user(
+        self, username: str, *, admin: bool = False, password: str = "password123"
+    ) -> TestUser:
+        """Create a user directly in the database and open a session for it."""
+        svc = self.services
+        hashed = await hash_password(password)
+        user = await svc.db.write(accounts.create_user, username, hashed, is_admin=admin)
+        token = new_token()
+        await svc.db.write(accounts.create_session, hash_token(token), user["id"],
+                           time.time() + self.settings.session_ttl)
+        return TestUser(id=user["id"], username=username, token=token, is_admin=admin,
+                        password=password)
+
+    def jwt_for(self, user_id: int, ttl: float = 3600) -> str:
+        """A JWT for ``user_id`` (the server must have a JWT secret)."""
+        assert self.settings.jwt_secret, "set jwt_secret in the settings"
+        return make_jwt(self.settings.jwt_secret, user_id, ttl)
+
+    def headers_for(self, user: TestUser | None) -> dict[str, str]:
+        cookie_name = self.settings.cookie_name
+        return {} if user is None else {"Cookie": f"{cookie_name}={user.token}"}
+
+    @asynccontextmanager
+    async def http(self, user: TestUser | None = None) -> AsyncIterator[httpx.AsyncClient]:
+        """An HTTP client for the server, authenticated as ``user`` when given."""
+        async with httpx.AsyncClient(base_url=self.url, headers=self.headers_for(user),
+                                     timeout=10) as client:
+            yield client
+
+    @asynccontextmanager
+    async def connect(
+        self,
+        user: TestUser | None = None,
+        *,
+        query: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+        """A WebSocket to ``/ws`` authenticated as ``user`` (cookie)."""
+        extra = [(k.encode(), v.encode())
+                 for k, v in {**self.headers_for(user), **(headers or {})}.items()]
+        url = self.ws_url + (f"?{query}" if query else "")
+        async with trio_websocket.open_websocket_url(url, extra_headers=extra) as ws:
+            yield ws
+
+    @staticmethod
+    async def receive_json(ws: trio_websocket.WebSocketConnection,
+                           seconds: float = 5) -> dict[str, Any]:
+        """The next frame, decoded; fails after ``seconds``."""
+        with trio.fail_after(seconds):
+            data = await ws.get_message()
+        decoded: dict[str, Any] = json.loads(data)
+        return decoded
+
+    @staticmethod
+    async def send_json(ws: trio_websocket.WebSocketConnection, frame: dict[str, Any]) -> None:
+        await ws.send_message(json.dumps(frame))
+
+    async def stop(self) -> None:
+        """Shut down gracefully (clients get 1001); returns once the server is down."""
+        self._stop.set()
+
+
+@asynccontextmanager
+async def running_server(
+    settings: Settings | None = None,
+    *,
+    resolver: SessionResolver | None = None,
+    groups: GroupMemberFetcher | None = None,
+    persister: MessagePersister | None = None,
+    database: str | Path | None = None,
+) -> AsyncIterator[TestServer]:
+    """Serve a fresh trionet app on a free 127.0.0.1 port for the duration of the block.
+
+    Without ``database`` (or ``settings.database`` left at its default) the data lives in a
+    temporary directory removed afterwards. The rate limit is off unless ``settings`` sets one.
+    """
+    base = settings or Settings(rate_limit=0)
+    with tempfile.TemporaryDirectory(prefix="trionet-test-") as tmp:
+        db_path = str(database) if database is not None else (
+            base.database if settings is not None and base.database != Settings().database
+            else str(Path(tmp) / "trionet.db")
+        )
+        final = base.replace(host="127.0.0.1", port=0, database=db_path)
+        app = create_app(final, resolver=resolver, groups=groups, persister=persister)
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(partial(serve, app, final, shutdown_trigger=stop.wait))
+            server = TestServer(url=binds[0], app=app, settings=final, _stop=stop)
+            try:
+                yield server
+            finally:
+                stop.set()

@@ -57,6 +57,8 @@ def recipients(target: Target, registry: Mapping[int, Iterable[C]]) -> Iterator[
                     if conn is not exclude:
                         yield conn
         return
+    if not isinstance(users, (set, frozenset)) and len(users) > 1:
+        users = dict.fromkeys(users)  # each user once
     for uid in users:
         found = registry.get(uid)
         if found:

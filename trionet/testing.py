@@ -20,6 +20,7 @@ Every helper talks to the server over real sockets on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -36,6 +37,7 @@ from quart_trio import QuartTrio
 
 from .app import Services, create_app, services_of
 from .auth import hash_password, hash_token, make_jwt, new_token
+from .clock import now_iso
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
 from .server import serve
 from .settings import Settings
@@ -92,6 +94,29 @@ class TestServer:
                            time.time() + self.settings.session_ttl)
         return TestUser(id=user["id"], username=username, token=token, is_admin=admin,
                         password=password)
+
+    async def create_group(
+        self, name: str, owner: TestUser, members: list[TestUser] | tuple[TestUser, ...] = ()
+    ) -> int:
+        """Create a group owned by ``owner`` with ``members`` accepted; returns its id."""
+
+        def insert(conn: sqlite3.Connection) -> int:
+            now = now_iso()
+            cur = conn.execute(
+                "INSERT INTO groups (name, owner_id, created_at) VALUES (?, ?, ?)",
+                (name, owner.id, now),
+            )
+            gid = int(cur.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO group_members (group_id, user_id, status, invited_by, created_at)"
+                " VALUES (?, ?, 'accepted', ?, ?)",
+                [(gid, u.id, owner.id, now) for u in {u.id: u for u in (owner, *members)}.values()],
+            )
+            return gid
+
+        gid = await self.services.db.write(insert)
+        self.services.manager.membership_changed(gid)
+        return gid
 
     def jwt_for(self, user_id: int, ttl: float = 3600) -> str:
         """A JWT for ``user_id`` (the server must have a JWT secret)."""

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import time
+
+from trionet.ids import IdAllocator, id_timestamp, id_to_iso
+
+
+def test_ids_increase_and_are_unique_even_in_a_burst() -> None:
+    alloc = IdAllocator(3)
+    ids = [alloc.next() for _ in range(20_000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(i < 2**53 for i in ids)
+
+
+def test_ids_of_two_workers_never_collide() -> None:
+    a, b = IdAllocator(1), IdAllocator(2)
+    assert not {a.next() for _ in range(1000)} & {b.next() for _ in range(1000)}
+
+
+def test_floor_keeps_ids_above_what_was_stored_before() -> None:
+    future = IdAllocator(0).next() + (10_000 << 12)  # 10 s ahead
+    assert IdAllocator(0, floor=future).next() > future
+
+
+def test_id_carries_its_time() -> None:
+    before = time.time()
+    id_ = IdAllocator().next()
+    assert abs(id_timestamp(id_) - before) < 1
+    assert id_to_iso(id_).endswith("Z") and id_to_iso(id_)[:4] == time.strftime("%Y", time.gmtime())

@@ -28,7 +28,7 @@ def test_private_frame_decodes() -> None:
 
 @pytest.mark.parametrize("gid", ['"456"', "456"])
 def test_group_id_as_string_or_int(gid: str) -> None:
-    frame = decode('{"type":"group","group_id":%s,"content":"x"}' % gid)
+    frame = decode('{"type":"group","group_id":' + gid + ',"content":"x"}')
     assert isinstance(frame, protocol.GroupIn) and frame.group == 456
 
 

@@ -24,7 +24,7 @@ from .routing import ToAll, group_target, private_target
 if TYPE_CHECKING:
     from .app import Services
 
-__all__ = ["Transport", "serve_connection"]
+__all__ = ["ConnectionGone", "Transport", "serve_connection"]
 
 log = logging.getLogger("trionet.connection")
 
@@ -34,10 +34,16 @@ ABUSE_SECONDS = 10.0
 COALESCE_MAX = 64
 
 
-class Transport(Protocol):
-    """The socket side of a connection (Quart's websocket object fits)."""
+class ConnectionGone(Exception):
+    """Raised by :meth:`Transport.receive` when the peer has disconnected."""
 
-    async def receive(self) -> str | bytes | None: ...
+
+class Transport(Protocol):
+    """The socket side of a connection."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next message: text, or bytes for a binary one; raises :class:`ConnectionGone`."""
+        ...
 
     async def send(self, data: str) -> None: ...
 
@@ -63,7 +69,10 @@ class _Session:
         max_bytes = self.settings.max_message_bytes
         frames_in = self.services.metrics.frames_in
         while True:
-            data = await self.ws.receive()
+            try:
+                data = await self.ws.receive()
+            except ConnectionGone:
+                return
             if isinstance(data, str):
                 size = len(data)
                 if size > max_bytes // 4 and len(data.encode()) > max_bytes:

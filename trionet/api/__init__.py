@@ -12,10 +12,14 @@ __all__ = ["register_blueprints"]
 
 def register_blueprints(app: QuartTrio) -> None:
     """Attach every trionet endpoint to ``app``."""
-    from . import accounts, ops, ws
+    from ..app import services_of
+    from . import accounts, ops
+    from .ws import WebSocketEndpoint
 
-    for module in (accounts, ops, ws):
+    for module in (accounts, ops):
         app.register_blueprint(module.bp)
+    # /ws is served by a lean ASGI endpoint in front of Quart (see api/ws.py)
+    app.asgi_app = WebSocketEndpoint(app.asgi_app, services_of(app))  # type: ignore[assignment, arg-type]
 
     @app.before_request
     async def _refuse_cross_site() -> None:

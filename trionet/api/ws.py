@@ -1,36 +1,117 @@
-"""``GET /ws``: check the Origin, authenticate, accept, run the connection."""
+"""``GET /ws``: check the Origin, authenticate, accept, run the connection.
+
+Served as a plain ASGI endpoint in front of the Quart app (:class:`WebSocketEndpoint`): every
+WebSocket message would otherwise pass through Quart's request context, signals and an extra
+channel, and per-frame cost is what limits a real-time server.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, cast
+from urllib.parse import parse_qsl
 
-from quart import Blueprint, Response, websocket
+from werkzeug.datastructures import Headers
+from werkzeug.http import parse_cookie
 
-from ..app import error_response
-from ..connection import serve_connection
+from .. import protocol
+from ..app import Services
+from ..connection import ConnectionGone, serve_connection
 from ..errors import ErrorCode
-from .common import handshake_of, origin_allowed, services
+from ..interfaces import Handshake, Identity
+from .common import origin_allowed
 
-__all__ = ["bp"]
+__all__ = ["AsgiTransport", "WebSocketEndpoint"]
 
-bp = Blueprint("ws", __name__)
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-@bp.websocket("/ws")
-async def ws_endpoint() -> Response | None:
-    svc = services()
-    origin = websocket.headers.get("Origin")
-    if origin is not None and not origin_allowed(
-        origin, svc.settings.allowed_origins, websocket.scheme, websocket.headers.get("Host")
-    ):
-        return error_response(403, ErrorCode.FORBIDDEN, f"origin {origin!r} is not allowed")
-    if svc.draining:
-        return error_response(503, ErrorCode.UNAVAILABLE, "server is shutting down")
-    identity = await svc.resolver.resolve(handshake_of(websocket))
-    if identity is None:
-        return error_response(401, ErrorCode.UNAUTHORIZED, "authentication required")
-    coalesce = websocket.args.get("coalesce") == "1"
-    ws: Any = websocket._get_current_object()  # type: ignore[attr-defined]
-    await ws.accept()
-    await serve_connection(svc, ws, identity, coalesce=coalesce)
-    return None
+class AsgiTransport:
+    """A connection's socket side, straight on the ASGI ``receive`` and ``send``."""
+
+    __slots__ = ("_receive", "_send")
+
+    def __init__(self, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
+
+    async def receive(self) -> str | bytes | None:
+        event = await self._receive()
+        if event["type"] == "websocket.receive":
+            text = event.get("text")
+            if text is not None:
+                return str(text)
+            data = event.get("bytes")
+            return bytes(data) if data is not None else b""
+        raise ConnectionGone(event.get("code", 1006))
+
+    async def send(self, data: str) -> None:
+        await self._send({"type": "websocket.send", "text": data})
+
+    async def close(self, code: int, reason: str = "") -> None:
+        await self._send({"type": "websocket.close", "code": code, "reason": reason})
+
+
+class WebSocketEndpoint:
+    """ASGI middleware: serves ``path`` (``/ws``) itself and passes everything else on."""
+
+    def __init__(self, inner: ASGIApp, services: Services, path: str = "/ws") -> None:
+        self.inner = inner
+        self.services = services
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == self.path:
+            await self.serve(scope, receive, send)
+        else:
+            await self.inner(scope, receive, send)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        event = await receive()
+        if event["type"] != "websocket.connect":
+            return
+        svc = self.services
+        headers = Headers([(k.decode("latin-1"), v.decode("latin-1"))
+                           for k, v in scope.get("headers", ())])
+        origin = headers.get("Origin")
+        scheme = str(scope.get("scheme", "ws"))
+        if origin is not None and not origin_allowed(
+            origin, svc.settings.allowed_origins, scheme, headers.get("Host")
+        ):
+            await _reject(send, 403, ErrorCode.FORBIDDEN, f"origin {origin!r} is not allowed")
+            return
+        if svc.draining:
+            await _reject(send, 503, ErrorCode.UNAVAILABLE, "server is shutting down")
+            return
+        client = scope.get("client")
+        handshake = Handshake(
+            headers=cast(Mapping[str, str], headers),
+            cookies=parse_cookie(headers.get("Cookie", "")),
+            remote_addr=client[0] if client else None,
+        )
+        identity: Identity | None = await svc.resolver.resolve(handshake)
+        if identity is None:
+            await _reject(send, 401, ErrorCode.UNAUTHORIZED, "authentication required")
+            return
+        params = _query(scope.get("query_string", b""))
+        await send({"type": "websocket.accept"})
+        await serve_connection(svc, AsgiTransport(receive, send), identity,
+                               coalesce=params.get("coalesce") == "1")
+
+
+def _query(raw: bytes) -> dict[str, str]:
+    return dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
+
+
+async def _reject(send: Send, status: int, code: str, message: str) -> None:
+    body = protocol.encode({"error": {"code": code, "message": message}}).encode()
+    await send({
+        "type": "websocket.http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())],
+    })
+    await send({"type": "websocket.http.response.body", "body": body})

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sqlite3
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
@@ -27,7 +29,7 @@ from .settings import Settings, SettingsError
 from .storage import Database, accounts
 from .storage.backends import SqliteGroups, SqlitePersister
 
-__all__ = ["Services", "create_app", "services_of"]
+__all__ = ["Services", "app", "create_app", "services_of"]
 
 _hypercorn_fixes.apply()
 
@@ -43,6 +45,8 @@ _STATUS_CODES = {
     413: ErrorCode.PAYLOAD_TOO_LARGE,
     415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     429: ErrorCode.TOO_MANY_REQUESTS,
+    500: ErrorCode.INTERNAL,
+    503: ErrorCode.UNAVAILABLE,
 }
 
 
@@ -218,18 +222,46 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _from_env() -> QuartTrio:
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"trionet: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    _configure_logging(settings.log_level)
-    return create_app(settings)
+def _exit_on_bad_settings(exc: SettingsError) -> NoReturn:
+    print(f"trionet: configuration error: {exc}", file=sys.stderr, flush=True)
+    # Inside the server's event loop an exception would be wrapped and logged with a
+    # traceback (or, during the lifespan, hypercorn would serve on without it): leave now.
+    os._exit(2)
 
 
-def __getattr__(name: str) -> Any:
-    if name == "app":  # built on first use, so importing create_app has no side effect
-        built = globals()["app"] = _from_env()
-        return built
-    raise AttributeError(name)
+class _AppFromEnvironment:
+    """``trionet.app:app``: the app built from ``TRIONET_*`` when the ASGI server first calls it.
+
+    hypercorn finds ``app`` by evaluating the name in this module's namespace (a module
+    ``__getattr__`` is never asked), so this stand-in is what it loads; importing
+    :mod:`trionet.app` still reads no configuration. A bad value ends the process with one
+    line on stderr naming the variable, and exit status 2.
+    """
+
+    def __init__(self) -> None:
+        self._app: QuartTrio | None = None
+
+    def build(self) -> QuartTrio:
+        """The app, built from the environment on first use (raises :class:`SettingsError`)."""
+        if self._app is None:
+            settings = Settings.from_env()
+            _configure_logging(settings.log_level)
+            self._app = create_app(settings)
+        return self._app
+
+    async def __call__(
+        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        try:
+            app = self.build()
+        except SettingsError as exc:
+            _exit_on_bad_settings(exc)
+        await app(scope, receive, send)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.build(), name)
+
+
+app = _AppFromEnvironment()

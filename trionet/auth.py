@@ -7,7 +7,7 @@ import hmac
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jwt
 import trio
@@ -149,39 +149,55 @@ def same_secret(given: str, expected: str) -> bool:
 
 
 class LoginThrottle:
-    """Counts failed logins per key (username, client address) over a sliding window."""
+    """Counts failed logins per key (username, client address) over a sliding window.
 
-    def __init__(self, limit: int = 10, window: float = 600.0) -> None:
+    Memory stays proportional to the keys that failed within the window: keys whose failures
+    have all expired are swept whenever the table doubles.
+    """
+
+    def __init__(
+        self, limit: int = 10, window: float = 600.0, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.limit = limit
         self.window = window
+        self._clock = clock
         self._failures: dict[str, deque[float]] = {}
+        self._sweep_at = 1024
 
-    def _recent(self, key: str, now: float) -> deque[float]:
+    def _recent(self, key: str, now: float) -> deque[float] | None:
         q = self._failures.get(key)
-        if q is None:
-            q = self._failures[key] = deque()
-        while q and q[0] <= now - self.window:
-            q.popleft()
+        if q is not None:
+            while q and q[0] <= now - self.window:
+                q.popleft()
         return q
 
     def retry_after(self, keys: Sequence[str]) -> int | None:
         """Seconds to wait when any key is over the limit, else None."""
-        now = time.monotonic()
+        now = self._clock()
         waits = []
         for key in keys:
             q = self._recent(key, now)
-            if len(q) >= self.limit:
+            if q is not None and len(q) >= self.limit:
                 waits.append(int(q[0] + self.window - now) + 1)
         return max(waits) if waits else None
 
     def failed(self, keys: Sequence[str]) -> None:
-        now = time.monotonic()
+        """Record one failed attempt for each key."""
+        now = self._clock()
         for key in keys:
-            self._recent(key, now).append(now)
-        if len(self._failures) > 100_000:  # forget idle keys
-            for key in [k for k, q in self._failures.items() if not q]:
+            q = self._recent(key, now)
+            if q is None:
+                q = self._failures[key] = deque()
+            q.append(now)
+            if len(q) > self.limit:  # older failures no longer change the answer
+                q.popleft()
+        if len(self._failures) > self._sweep_at:
+            cutoff = now - self.window
+            for key in [k for k, q in self._failures.items() if not q or q[-1] <= cutoff]:
                 del self._failures[key]
+            self._sweep_at = max(1024, 2 * len(self._failures))
 
     def succeeded(self, keys: Sequence[str]) -> None:
+        """Forget the failures of each key."""
         for key in keys:
             self._failures.pop(key, None)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import sys
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import click
 import trio
 
 from .settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from .storage import Database
 
 __all__ = ["main"]
 
@@ -22,12 +28,20 @@ def _settings(**overrides: Any) -> Settings:
     return settings.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
-def _database(settings: Settings) -> Any:
+@contextmanager
+def _database(settings: Settings) -> Iterator[tuple[Database, list[str]]]:
+    """The migrated database and the migrations applied just now; a database error is one
+    clear line."""
     from .storage import Database
 
     db = Database(settings.database, synchronous=settings.db_synchronous)
-    db.migrate()
-    return db
+    try:
+        applied = db.migrate()
+        yield db, applied
+    except sqlite3.Error as exc:
+        raise click.ClickException(f"database {settings.database}: {exc}") from None
+    finally:
+        db.close()
 
 
 @click.group()
@@ -48,6 +62,8 @@ def serve(host: str | None, port: int | None, database: str | None) -> None:
     from .app import create_app
     from .server import serve as run_server
 
+    with _database(settings):
+        pass  # a database that cannot be opened is one line here, not a failed start-up
     app = create_app(settings)
 
     async def main_task() -> None:
@@ -64,14 +80,8 @@ def serve(host: str | None, port: int | None, database: str | None) -> None:
 @click.option("--db", "database", help="SQLite database file (TRIONET_DATABASE).")
 def migrate(database: str | None) -> None:
     """Apply pending database migrations (running it twice changes nothing)."""
-    from .storage import Database
-
-    settings = _settings(database=database)
-    db = Database(settings.database, synchronous=settings.db_synchronous)
-    try:
-        applied = db.migrate()
-    finally:
-        db.close()
+    with _database(_settings(database=database)) as (_db, applied):
+        pass
     if applied:
         click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
@@ -94,22 +104,23 @@ def user_create(username: str, admin: bool, password_stdin: bool, database: str 
 
     from .storage import accounts
 
+    settings = _settings(database=database)
+    if not accounts.valid_username(username):
+        raise click.ClickException(
+            f"the username must be 1 to {accounts.USERNAME_MAX} letters, digits, '_', '.' or '-'"
+        )
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if len(password) < 8:
-        raise click.ClickException("the password must be at least 8 characters")
-    if not 1 <= len(username) <= 32:
-        raise click.ClickException("the username must be 1 to 32 characters")
-    db = _database(_settings(database=database))
-    try:
-        user = db.write_sync(accounts.create_user, username, PasswordHasher().hash(password),
-                             is_admin=admin)
-    except accounts.UsernameTaken:
-        raise click.ClickException(f"username {username!r} is taken") from None
-    finally:
-        db.close()
+    if not 8 <= len(password) <= 256:
+        raise click.ClickException("the password must be at least 8 characters (at most 256)")
+    hashed = PasswordHasher().hash(password)
+    with _database(settings) as (db, _applied):
+        try:
+            user = db.write_sync(accounts.create_user, username, hashed, is_admin=admin)
+        except accounts.UsernameTaken:
+            raise click.ClickException(f"username {username!r} is taken") from None
     click.echo(f"created user {user['id']} {username}{' (admin)' if admin else ''}")
 
 
@@ -119,11 +130,8 @@ def user_list(database: str | None) -> None:
     """List every user: id, username, admin flag."""
     from .storage import accounts
 
-    db = _database(_settings(database=database))
-    try:
-        rows: list[Any] = accounts.list_users(db.connect())
-    finally:
-        db.close()
+    with _database(_settings(database=database)) as (db, _applied):
+        rows = accounts.list_users(db.connect())
     for row in rows:
         click.echo(f"{row['id']}\t{row['username']}\t{'admin' if row['is_admin'] else ''}".rstrip())
 

@@ -7,7 +7,9 @@ Every field has a default that runs a single-process server on an embedded SQLit
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -78,7 +80,8 @@ class Settings:
             try:
                 values[name] = parse(raw.strip())
             except ValueError as exc:
-                raise SettingsError(variable, f"{exc} (got {raw!r})") from None
+                shown = "" if name in _SECRETS else f" (got {raw!r})"  # never echo a secret
+                raise SettingsError(variable, f"{exc}{shown}") from None
         return cls(**values)
 
 
@@ -102,7 +105,7 @@ def _float(minimum: float, *, exclusive: bool = False) -> Callable[[str], float]
             value = float(raw)
         except ValueError:
             raise ValueError("must be a number") from None
-        if value != value or value < minimum or (exclusive and value == minimum):
+        if not math.isfinite(value) or value < minimum or (exclusive and value == minimum):
             raise ValueError(f"must be {'>' if exclusive else '>='} {minimum:g}")
         return value
 
@@ -122,12 +125,23 @@ def _text(raw: str) -> str:
     return raw
 
 
+_ORIGIN = re.compile(r"^https?://[^/?#@\s:]+(:[0-9]{1,5})?$", re.IGNORECASE)
+_COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")  # an RFC 6265 token
+
+
 def _origins(raw: str) -> tuple[str, ...]:
-    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    # Browsers send the scheme and host in lower case, so compare in lower case.
+    origins = tuple(o.strip().rstrip("/").lower() for o in raw.split(",") if o.strip())
     for origin in origins:
-        if origin != "*" and "://" not in origin:
-            raise ValueError(f"origin {origin!r} must look like scheme://host[:port] or *")
+        if origin != "*" and not _ORIGIN.match(origin):
+            raise ValueError(f"origin {origin!r} must look like http(s)://host[:port] or *")
     return origins
+
+
+def _cookie_name(raw: str) -> str:
+    if not _COOKIE_NAME.match(raw):
+        raise ValueError("must be letters, digits and !#$%&'*+-.^_`|~ only")
+    return raw
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -156,7 +170,7 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         _origins,
         "comma-separated allowed Origins; empty: the server's own origin; `*`: any",
     ),
-    "cookie_name": ("TRIONET_COOKIE_NAME", _text, "session cookie name"),
+    "cookie_name": ("TRIONET_COOKIE_NAME", _cookie_name, "session cookie name"),
     "session_ttl": ("TRIONET_SESSION_TTL", _int(60), "session lifetime, seconds"),
     "cookie_secure": ("TRIONET_COOKIE_SECURE", _bool, "set `Secure` on the session cookie"),
     "open_registration": (
@@ -221,5 +235,7 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "SQLite `synchronous`: NORMAL survives a process crash, FULL also a power cut",
     ),
 }
+
+_SECRETS = frozenset({"api_key", "jwt_secret"})
 
 assert set(ENV) == {f.name for f in dataclasses.fields(Settings)}, "every setting has a variable"

@@ -17,7 +17,10 @@ __all__ = ["bp"]
 
 bp = Blueprint("accounts", __name__)
 
-Username = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+Username = Annotated[
+    str,
+    msgspec.Meta(min_length=1, max_length=accounts.USERNAME_MAX, pattern=accounts.USERNAME_PATTERN),
+]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
 
 

@@ -53,8 +53,8 @@ async def current_identity() -> Identity:
 
 def origin_allowed(origin: str, allowed: tuple[str, ...], scheme: str, host: str | None) -> bool:
     """True when a browser at ``origin`` may talk to this server."""
-    origin = origin.rstrip("/")
-    if "*" in allowed or origin in allowed:
+    origin = origin.rstrip("/").lower()
+    if "*" in allowed or origin in {a.rstrip("/").lower() for a in allowed}:
         return True
     if allowed:
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -10,6 +11,8 @@ from typing import Any
 from ..clock import now_iso
 
 __all__ = [
+    "USERNAME_MAX",
+    "USERNAME_PATTERN",
     "create_session",
     "create_user",
     "delete_session",
@@ -23,7 +26,20 @@ __all__ = [
     "session_user",
     "set_username",
     "users_by_ids",
+    "valid_username",
 ]
+
+#: Longest username, characters.
+USERNAME_MAX = 32
+#: What a username may contain: letters, digits, ``_``, ``.`` and ``-`` (nothing else, not even
+#: a trailing newline, which ``$`` would let through).
+USERNAME_PATTERN = r"\A[A-Za-z0-9_.-]+\Z"
+_USERNAME = re.compile(USERNAME_PATTERN)
+
+
+def valid_username(username: str) -> bool:
+    """True when ``username`` may name an account."""
+    return 0 < len(username) <= USERNAME_MAX and _USERNAME.match(username) is not None
 
 
 class UsernameTaken(Exception):
@@ -83,11 +99,20 @@ def list_users(conn: sqlite3.Connection) -> list[sqlite3.Row]:
 
 
 def ensure_user(conn: sqlite3.Connection, user_id: int) -> None:
-    """Create ``user<id>`` for an id first seen in a JWT; nothing if it exists."""
+    """Create ``user<id>`` for an id first seen in a JWT; nothing if it exists.
+
+    When another user already holds ``user<id>``, the new row is ``user<id>-2`` (or -3...).
+    """
+    if conn.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is not None:
+        return
+    name, n = f"user{user_id}", 1
+    while conn.execute("SELECT 1 FROM users WHERE username = ?", (name,)).fetchone() is not None:
+        n += 1
+        name = f"user{user_id}-{n}"
     conn.execute(
-        "INSERT OR IGNORE INTO users (id, username, password_hash, is_admin, created_at)"
+        "INSERT INTO users (id, username, password_hash, is_admin, created_at)"
         " VALUES (?, ?, NULL, 0, ?)",
-        (user_id, f"user{user_id}", now_iso()),
+        (user_id, name, now_iso()),
     )
 
 

@@ -1,8 +1,8 @@
 """SQLite connections, run off the trio event loop.
 
 Writes go through one connection serialised by a ``CapacityLimiter(1)``, each call one
-transaction; reads use one connection per worker thread, so a slow read never waits behind
-a write (WAL) and never stalls the event loop.
+transaction; reads take a connection from a small pool (at most ``readers`` open), so a slow
+read never waits behind a write (WAL) and never stalls the event loop.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Database:
         self._writer: sqlite3.Connection | None = None
         self._write_limiter = trio.CapacityLimiter(1)
         self._read_limiter = trio.CapacityLimiter(readers)
-        self._local = threading.local()
+        self._idle_readers: list[sqlite3.Connection] = []
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
 
@@ -77,12 +77,27 @@ class Database:
             self._writer = self.connect()
         return self._writer
 
-    def _reader_conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+    def read_sync(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """Run ``fn(conn, ...)`` on a pooled reader connection (caller holds the read limiter).
+
+        Connections are pooled, not kept per thread: trio's worker threads come and go, and a
+        connection per thread would leave one open for every thread that ever read.
+        """
+        with self._lock:
+            conn = self._idle_readers.pop() if self._idle_readers else None
         if conn is None:
             conn = self.connect()
-            self._local.conn = conn
-        return conn
+        try:
+            return fn(conn, *args, **kw)
+        finally:
+            with self._lock:
+                keep = conn in self._all  # not closed by close() meanwhile
+                if keep and not conn.in_transaction:
+                    self._idle_readers.append(conn)
+            if keep and conn.in_transaction:  # fn left one open: drop the connection
+                self._forget(conn)
 
     def write_sync(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
@@ -92,10 +107,13 @@ class Database:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = fn(conn, *args, **kw)
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # Also after a failed COMMIT (busy, disk full, deferred constraint), which leaves
+            # the transaction open: the writer must be usable for the next call.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result
 
     async def write(
@@ -111,17 +129,16 @@ class Database:
     ) -> T:
         """Run ``fn(conn, ...)`` on a reader connection, in a worker thread."""
         return await trio.to_thread.run_sync(
-            lambda: fn(self._reader_conn(), *args, **kw), limiter=self._read_limiter
+            lambda: self.read_sync(fn, *args, **kw), limiter=self._read_limiter
         )
 
     def close(self) -> None:
         """Close every connection this object opened."""
         with self._lock:
-            conns, self._all = self._all, []
+            conns, self._all, self._idle_readers = self._all, [], []
         for conn in conns:
             try:
                 conn.close()
             except sqlite3.Error:
                 pass
         self._writer = None
-        self._local = threading.local()

@@ -41,8 +41,20 @@ def pending_migrations(db: sqlite_utils.Database) -> list[str]:
 
 
 def apply_migrations(db: sqlite_utils.Database) -> list[str]:
-    """Apply every pending migration; returns their names (empty when up to date)."""
+    """Apply every pending migration; returns their names (empty when up to date).
+
+    One transaction holding the database's write lock: processes starting together
+    (several workers, or ``trionet migrate`` beside a starting server) apply each migration
+    once, and when one fails none of this run's migrations is kept.
+    """
     migrations = _load()
-    pending = [m.name for m in migrations.pending(db)]
-    migrations.apply(db)
+    db.conn.execute("BEGIN IMMEDIATE")  # waits for another migrator (busy timeout)
+    try:
+        pending = [m.name for m in migrations.pending(db)]
+        migrations.apply(db)  # each migration in a savepoint of this transaction
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
     return pending

@@ -1177,6 +1177,7 @@ def bench_scenarios(args: argparse.Namespace) -> list[BenchScenario]:
 #: (label, key in the result) per scenario kind
 BENCH_METRICS: dict[str, list[tuple[str, str]]] = {
     "fanout": [("delivered/s", "delivered_per_s"), ("sent/s", "sent_per_s"), ("lost", "lost"),
+               ("all delivered by the end", "drained"),
                ("WebSocket frames/s", "ws_frames_per_s"),
                ("messages per frame", "messages_per_frame"),
                ("latency p50 ms", "latency_ms.p50"), ("latency p99 ms", "latency_ms.p99"),
@@ -1349,8 +1350,8 @@ def bench_report(plan: list[BenchScenario], results: dict[str, dict[str, list[di
         entry: dict[str, Any] = {}
         for i, (label, key) in enumerate(BENCH_METRICS[scen.kind]):
             a, b = _get(tri, key), _get(peer, key)
-            ratio = a / b if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b \
-                else None
+            numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+            ratio = a / b if numbers and b else None
             table.add_row(scen.name if i == 0 else "", label, _fmt(a), _fmt(b),
                           f"{ratio:.2f}x" if ratio is not None else "-")
             entry[key] = {"trionet": a, "peer": b, "ratio": _round(ratio)}

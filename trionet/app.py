@@ -25,6 +25,7 @@ from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
 from .manager import Manager
 from .membership import MembershipCache
 from .metrics import Metrics
+from .presence import Presence
 from .settings import Settings, SettingsError
 from .storage import Database, accounts
 from .storage.backends import SqliteGroups, SqlitePersister
@@ -83,6 +84,9 @@ class Services:
             metrics=self.metrics,
         )
         self.manager.committer = self.committer
+        self.presence = Presence(self.db, self.manager, self.metrics,
+                                 limit=settings.presence_limit, active=lambda: not self.draining)
+        self.manager.on_presence = self.presence.hook
         self.throttle = LoginThrottle()
         self._known_users: set[int] = set()
         self._admins: dict[int, tuple[float, bool]] = {}
@@ -106,6 +110,7 @@ class Services:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.committer.run)
                 await nursery.start(self.manager.run)
+                await nursery.start(self.presence.run)
                 task_status.started()
 
     def stop(self) -> None:

@@ -1,0 +1,201 @@
+"""Groups and invites: create, list, invite, accept, decline, leave, rename, remove, delete.
+
+Every membership change is committed first, then ``Manager.membership_changed`` makes live
+routing follow it before the response is sent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import unicodedata
+from collections.abc import Callable
+from typing import Annotated, Concatenate, ParamSpec, TypeVar
+
+import msgspec
+from quart import Blueprint, Response
+
+from ..errors import ApiError, ErrorCode
+from ..storage import groups
+from ..storage.groups import GroupRefused, Refusal
+from .common import current_identity, json_body, json_response, services
+from .paging import MAX_ID, path_id
+
+__all__ = ["GROUP_NAME_MAX", "bp", "clean_group_name", "refusal_error"]
+
+bp = Blueprint("groups", __name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+GROUP_NAME_MAX = 100
+Id = Annotated[int, msgspec.Meta(gt=0, le=MAX_ID)]
+IdOrDigits = Id | Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{0,15}$")]
+GroupName = Annotated[str, msgspec.Meta(min_length=1, max_length=GROUP_NAME_MAX)]
+
+_STATUS: dict[Refusal, tuple[int, str]] = {
+    Refusal.NO_GROUP: (404, ErrorCode.NOT_FOUND),
+    Refusal.NO_USER: (404, ErrorCode.NOT_FOUND),
+    Refusal.NO_INVITE: (404, ErrorCode.NOT_FOUND),
+    Refusal.NO_MEMBERSHIP: (404, ErrorCode.NOT_FOUND),
+    Refusal.NOT_MEMBER: (403, ErrorCode.NOT_MEMBER),
+    Refusal.NOT_OWNER: (403, ErrorCode.FORBIDDEN),
+    Refusal.ALREADY_MEMBER: (409, ErrorCode.CONFLICT),
+    Refusal.ALREADY_INVITED: (409, ErrorCode.CONFLICT),
+    Refusal.OWNER_CANNOT: (400, ErrorCode.BAD_REQUEST),
+}
+
+
+def refusal_error(exc: GroupRefused) -> ApiError:
+    """The HTTP error for a refused group operation."""
+    status, code = _STATUS[exc.reason]
+    return ApiError(status, code, exc.message)
+
+
+def clean_group_name(name: str) -> str:
+    """``name`` without surrounding blanks; 400 when empty or holding control characters."""
+    cleaned = name.strip()
+    if not cleaned:
+        raise ApiError(400, ErrorCode.BAD_REQUEST, "invalid body: `name` must not be blank")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in cleaned):
+        raise ApiError(400, ErrorCode.BAD_REQUEST,
+                       "invalid body: `name` must not contain control characters")
+    return cleaned
+
+
+class NameBody(msgspec.Struct, forbid_unknown_fields=True):
+    name: GroupName
+
+
+class InviteBody(msgspec.Struct, forbid_unknown_fields=True):
+    group_id: IdOrDigits
+    user_id: Id
+    #: accepted for compatibility; the stored group name is what the invitee is shown
+    group_name: Annotated[str, msgspec.Meta(max_length=GROUP_NAME_MAX * 4)] | None = None
+
+
+async def _write(
+    fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+) -> T:
+    """``db.write(fn, ...)``, with a refusal turned into its HTTP error."""
+    try:
+        return await services().db.write(fn, *args, **kw)
+    except GroupRefused as exc:
+        raise refusal_error(exc) from None
+
+
+def _changed(group_id: int) -> None:
+    services().manager.membership_changed(group_id)
+
+
+@bp.post("/api/groups")
+async def create() -> Response:
+    """Create a group; the caller is its owner and first accepted member (201)."""
+    identity = await current_identity()
+    body = await json_body(NameBody)
+    assert body is not None
+    group = await services().db.write(groups.create_group, identity.user_id,
+                                      clean_group_name(body.name))
+    _changed(group["id"])
+    return json_response({**group, "member_count": 1}, 201)
+
+
+@bp.get("/api/groups")
+async def list_groups() -> Response:
+    """The caller's groups and pending invites."""
+    identity = await current_identity()
+    mine, invites = await services().db.read(groups.groups_of, identity.user_id)
+    return json_response({"groups": mine, "invites": invites})
+
+
+@bp.get("/api/groups/<int:group_id>")
+async def details(group_id: int) -> Response:
+    """One group with its members and pending invitees (accepted members only)."""
+    identity = await current_identity()
+    path_id(group_id, "group")
+    try:
+        found = await services().db.read(groups.group_details, group_id, identity.user_id)
+    except GroupRefused as exc:
+        raise refusal_error(exc) from None
+    return json_response(found)
+
+
+@bp.post("/api/groups/invite")
+async def invite() -> Response:
+    """Invite a user (the caller must be an accepted member); the invitee is notified live."""
+    identity = await current_identity()
+    body = await json_body(InviteBody)
+    assert body is not None
+    svc = services()
+    group_id = int(body.group_id)
+    name = await _write(groups.invite, group_id, identity.user_id, body.user_id)
+    _changed(group_id)
+    frame = await svc.manager.notify(
+        body.user_id, "group_invite", f"You were invited to join group '{name}'",
+        group_id=group_id, group_name=name, invited_by=identity.user_id,
+    )
+    return json_response({"group_id": group_id, "user_id": body.user_id, "status": "invited",
+                          "notification_id": frame["id"]}, 201)
+
+
+@bp.post("/api/groups/<int:group_id>/accept")
+async def accept(group_id: int) -> Response:
+    """Accept the caller's pending invite; group messages reach them from now on."""
+    identity = await current_identity()
+    path_id(group_id, "group")
+    await _write(groups.accept_invite, group_id, identity.user_id)
+    _changed(group_id)
+    return json_response({"group_id": group_id, "status": "accepted"})
+
+
+@bp.post("/api/groups/<int:group_id>/decline")
+async def decline(group_id: int) -> Response:
+    """Decline (delete) the caller's pending invite."""
+    identity = await current_identity()
+    path_id(group_id, "group")
+    await _write(groups.decline_invite, group_id, identity.user_id)
+    _changed(group_id)
+    return json_response({"group_id": group_id, "status": "declined"})
+
+
+@bp.post("/api/groups/<int:group_id>/leave")
+async def leave(group_id: int) -> Response:
+    """Leave a group; ownership passes on, and a group left empty is deleted."""
+    identity = await current_identity()
+    path_id(group_id, "group")
+    outcome = await _write(groups.leave, group_id, identity.user_id)
+    _changed(group_id)
+    return json_response({"group_id": group_id, "status": "left",
+                          "new_owner_id": outcome.new_owner,
+                          "group_deleted": outcome.deleted})
+
+
+@bp.patch("/api/groups/<int:group_id>")
+async def rename(group_id: int) -> Response:
+    """Rename a group (owner only)."""
+    identity = await current_identity()
+    path_id(group_id, "group")
+    body = await json_body(NameBody)
+    assert body is not None
+    group = await _write(groups.rename, group_id, identity.user_id, clean_group_name(body.name))
+    return json_response(group)
+
+
+@bp.delete("/api/groups/<int:group_id>/members/<int:user_id>")
+async def remove_member(group_id: int, user_id: int) -> Response:
+    """Remove a member or withdraw an invite (owner only)."""
+    identity = await current_identity()
+    path_id(group_id, "group")
+    path_id(user_id, "user")
+    removed = await _write(groups.remove_member, group_id, identity.user_id, user_id)
+    _changed(group_id)
+    return json_response({"group_id": group_id, "user_id": user_id, "removed": removed})
+
+
+@bp.delete("/api/groups/<int:group_id>")
+async def delete(group_id: int) -> Response:
+    """Delete a group with its memberships and invites (owner only)."""
+    identity = await current_identity()
+    path_id(group_id, "group")
+    await _write(groups.delete_group, group_id, identity.user_id)
+    _changed(group_id)
+    return json_response({"group_id": group_id, "deleted": True})

@@ -1,0 +1,73 @@
+"""Message history and conversations: private pairs, groups, and the caller's peers."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from ..errors import ApiError, ErrorCode
+from ..storage import conversations
+from .common import current_identity, int_param, json_response, services
+from .paging import MAX_ID, message_frame, page_params
+
+__all__ = ["bp"]
+
+bp = Blueprint("history", __name__)
+
+
+@bp.get("/api/messages/private")
+async def private_history() -> Response:
+    """Messages between the caller and ``user``, newest first, with ``has_more``.
+
+    The caller is always one side of the pair, so no one reads another pair's history.
+    """
+    identity = await current_identity()
+    svc = services()
+    peer = int_param(request.args, "user", minimum=1, maximum=MAX_ID)
+    page = page_params(request.args)
+    if not await svc.user_exists(peer):
+        raise ApiError(404, ErrorCode.NOT_FOUND, f"no user {peer}")
+    records = await svc.persister.private_page(
+        identity.user_id, peer, limit=page.fetch, offset=page.offset, before_id=page.before_id
+    )
+    rows, has_more = page.cut(records)
+    return json_response({"messages": [message_frame(r) for r in rows], "has_more": has_more})
+
+
+@bp.get("/api/messages/group")
+async def group_history() -> Response:
+    """Messages of ``group``, newest first, for its accepted members only (403; 404 unknown)."""
+    identity = await current_identity()
+    svc = services()
+    group_id = int_param(request.args, "group", minimum=1, maximum=MAX_ID)
+    page = page_params(request.args)
+    members = await svc.membership.members(group_id)
+    if members is None:
+        raise ApiError(404, ErrorCode.NOT_FOUND, f"no group {group_id}")
+    if identity.user_id not in members:
+        raise ApiError(403, ErrorCode.NOT_MEMBER, f"you are not a member of group {group_id}")
+    records = await svc.persister.group_page(
+        group_id, limit=page.fetch, offset=page.offset, before_id=page.before_id
+    )
+    rows, has_more = page.cut(records)
+    return json_response({"messages": [message_frame(r) for r in rows], "has_more": has_more})
+
+
+@bp.get("/api/conversations")
+async def conversation_list() -> Response:
+    """The caller's private conversations, most recent first, each with its latest message.
+
+    Paged like history; ``before_id`` keeps conversations whose latest message is older.
+    """
+    identity = await current_identity()
+    page = page_params(request.args)
+    found = await services().db.read(
+        conversations.conversation_page, identity.user_id, limit=page.fetch,
+        offset=page.offset, before_id=page.before_id,
+    )
+    rows, has_more = page.cut(found)
+    items = [
+        {"user": {"id": c.peer_id, "username": c.peer_username},
+         "last_message": message_frame(c.last_message)}
+        for c in rows
+    ]
+    return json_response({"conversations": items, "has_more": has_more})

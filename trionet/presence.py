@@ -1,0 +1,123 @@
+"""Presence events: tell related users when someone's first connection opens or last closes.
+
+The manager calls :meth:`Presence.hook` synchronously from ``register`` / ``unregister``; the
+hook only queues the change (a full queue drops it and counts the drop). One task,
+:meth:`Presence.run`, looks up who should hear of it in a worker thread and routes one
+encoded frame through ``Manager.dispatch``::
+
+    {"type": "presence", "user_id": 7, "online": true, "timestamp": "2026-..."}
+
+Recipients are the online users who share an accepted group with the user or have a private
+conversation with them, at most ``limit`` of them (past the cap, clients poll
+``GET /api/users/online``). A second tab opening or closing sends nothing, because the
+manager only calls the hook for a user's first and last connection.
+
+The look-ups use a read-only connection of their own, opened and closed by :meth:`run`, so a
+look-up still running when the server shuts down never shares a connection that
+``Database.close`` is closing, and never takes a reader from the HTTP handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+
+import trio
+from prometheus_client import Counter
+
+from . import protocol
+from .clock import now_iso
+from .manager import Manager
+from .metrics import Metrics
+from .routing import ToUsers
+from .storage import Database
+from .storage.conversations import related_users
+
+__all__ = ["Presence"]
+
+log = logging.getLogger("trionet.presence")
+
+
+class Presence:
+    """The presence pump. Install :meth:`hook` as ``Manager.on_presence``; start :meth:`run`.
+
+    ``active`` is asked before queueing and before announcing: while it is false (the server
+    is draining and everyone is being disconnected) changes are ignored.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        manager: Manager,
+        metrics: Metrics,
+        *,
+        limit: int,
+        active: Callable[[], bool] = lambda: True,
+        queue_size: int = 4096,
+    ) -> None:
+        self._path = db.path
+        self._manager = manager
+        self.limit = limit
+        self._active = active
+        self._conn: sqlite3.Connection | None = None
+        self._limiter = trio.CapacityLimiter(1)
+        self._send, self._recv = trio.open_memory_channel[tuple[int, bool, str]](queue_size)
+        self.events = Counter(
+            "trionet_presence_events",
+            "Presence changes (first connection opened, last closed), by outcome",
+            ["outcome"],
+            registry=metrics.registry,
+        )
+
+    def hook(self, user_id: int, online: bool) -> None:
+        """Queue a presence change; never blocks (a full queue drops the change)."""
+        if self.limit <= 0 or not self._active():
+            return
+        try:
+            self._send.send_nowait((user_id, online, now_iso()))
+        except trio.WouldBlock:
+            self.events.labels("dropped").inc()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Announce queued presence changes, in order, until cancelled."""
+        task_status.started()
+        try:
+            async for user_id, online, timestamp in self._recv:
+                if not self._active():
+                    continue
+                try:
+                    await self.announce(user_id, online, timestamp)
+                except Exception:  # a failed look-up must not stop presence (or the server)
+                    self.events.labels("failed").inc()
+                    log.exception("presence look-up for user %d failed", user_id)
+        finally:
+            # a cancelled look-up has returned by now: its thread is not abandoned
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    async def announce(self, user_id: int, online: bool, timestamp: str) -> int:
+        """Send one presence frame to the related online users; returns how many connections."""
+        peers = await trio.to_thread.run_sync(self._related, user_id, limiter=self._limiter)
+        if not peers:
+            self.events.labels("nobody").inc()
+            return 0
+        frame = protocol.encode(
+            {"type": "presence", "user_id": user_id, "online": online, "timestamp": timestamp}
+        )
+        self.events.labels("sent").inc()
+        return self._manager.dispatch(ToUsers(peers), frame, "presence")
+
+    def _related(self, user_id: int) -> list[int]:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None,
+                                   timeout=30)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA query_only = ON")
+            self._conn = conn
+        # is_online is one dict membership test: safe to call from this worker thread
+        return related_users(self._conn, user_id, wanted=self._manager.is_online,
+                             limit=self.limit)

@@ -1,0 +1,95 @@
+"""Conversations and the people related to a user (plain functions; run them off the loop).
+
+The ``conversations`` table (migration m0002) is kept by a trigger on ``messages``: one row
+per user and peer with the id of their latest private message.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..interfaces import MessageRecord
+from .messages import row_to_message
+
+__all__ = ["Conversation", "conversation_page", "related_users"]
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A peer the user has private messages with, and the latest of those messages."""
+
+    peer_id: int
+    peer_username: str | None
+    last_message: MessageRecord
+
+
+def conversation_page(
+    conn: sqlite3.Connection,
+    user_id: int,
+    *,
+    limit: int,
+    offset: int,
+    before_id: int | None = None,
+) -> list[Conversation]:
+    """The user's conversations, most recent first.
+
+    ``before_id`` keeps only conversations whose latest message id is below it.
+    """
+    where = "c.user_id = ?"
+    params: list[object] = [user_id]
+    if before_id is not None:
+        where += " AND c.last_message_id < ?"
+        params.append(before_id)
+    rows = conn.execute(
+        "SELECT c.peer_id, u.username, m.id, m.kind, m.sender_id, m.recipient_id, m.group_id,"
+        " m.content, m.client_id, m.created_at"
+        " FROM conversations c JOIN messages m ON m.id = c.last_message_id"
+        " LEFT JOIN users u ON u.id = c.peer_id"
+        f" WHERE {where} ORDER BY c.last_message_id DESC LIMIT ? OFFSET ?",
+        [*params, limit, offset],
+    )
+    return [
+        Conversation(peer_id=int(r[0]), peer_username=None if r[1] is None else str(r[1]),
+                     last_message=row_to_message(tuple(r)[2:]))
+        for r in rows
+    ]
+
+
+def related_users(
+    conn: sqlite3.Connection,
+    user_id: int,
+    *,
+    wanted: Callable[[int], bool],
+    limit: int,
+) -> list[int]:
+    """Up to ``limit`` users for whom ``wanted(id)`` holds among those who share an accepted
+    group with ``user_id`` or have a private conversation with them (``user_id`` excluded).
+
+    Stops reading as soon as ``limit`` are found.
+    """
+    found: dict[int, None] = {}
+    if limit <= 0:
+        return []
+    queries = (
+        (
+            "SELECT DISTINCT other.user_id FROM group_members mine"
+            " JOIN group_members other ON other.group_id = mine.group_id"
+            " WHERE mine.user_id = ? AND mine.status = 'accepted'"
+            " AND other.status = 'accepted' AND other.user_id != ?",
+            (user_id, user_id),
+        ),
+        (
+            "SELECT peer_id FROM conversations WHERE user_id = ? AND peer_id != ?",
+            (user_id, user_id),
+        ),
+    )
+    for sql, params in queries:
+        for (uid,) in conn.execute(sql, params):
+            uid = int(uid)
+            if uid not in found and wanted(uid):
+                found[uid] = None
+                if len(found) >= limit:
+                    return list(found)
+    return list(found)

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException
 from . import _hypercorn_fixes, protocol
 from .auth import ChainResolver, CookieSessionResolver, JwtResolver, LoginThrottle
 from .committer import GroupCommitter
+from .dedupe import RecentSends
 from .errors import ApiError, ErrorCode
 from .ids import IdAllocator
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
@@ -88,12 +89,14 @@ class Services:
                                  limit=settings.presence_limit, active=lambda: not self.draining)
         self.manager.on_presence = self.presence.hook
         self.throttle = LoginThrottle()
+        self.recent_sends = RecentSends()
         self._known_users: set[int] = set()
         self._admins: dict[int, tuple[float, bool]] = {}
         self.started = False
         self.draining = False
         self.open_handlers = 0
         self._scope = trio.CancelScope()
+        self._stopped = trio.Event()
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Migrate, then start the committer and the manager in ``nursery``."""
@@ -106,16 +109,21 @@ class Services:
         self.started = True
 
     async def _run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        with self._scope:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(self.committer.run)
-                await nursery.start(self.manager.run)
-                await nursery.start(self.presence.run)
-                task_status.started()
+        try:
+            with self._scope:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self.committer.run)
+                    await nursery.start(self.manager.run)
+                    await nursery.start(self.presence.run)
+                    task_status.started()
+        finally:
+            self._stopped.set()
 
-    def stop(self) -> None:
-        """Stop the committer and the manager (after :meth:`drain`)."""
+    async def stop(self) -> None:
+        """Stop the committer, the manager and their helpers (after :meth:`drain`)."""
         self._scope.cancel()
+        if self.started:
+            await self._stopped.wait()
 
     async def drain(self, code: int = 1001) -> None:
         """Close every client with ``code``, then write everything still queued.
@@ -198,8 +206,8 @@ def create_app(
     async def _stop() -> None:
         with trio.CancelScope(shield=True):
             await services.drain()
-            services.stop()
-            services.db.close()
+            await services.stop()
+            await services.db.aclose()
 
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:

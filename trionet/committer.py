@@ -29,7 +29,7 @@ class Pending:
     """A record on its way to the database, and what to do once it is there."""
 
     __slots__ = ("message", "notification", "target", "frame", "origin", "client_id", "done",
-                 "persisted", "kind")
+                 "persisted", "delivered")
 
     def __init__(
         self,
@@ -50,7 +50,8 @@ class Pending:
         self.client_id = client_id
         self.done = done
         self.persisted = False
-        self.kind = "message" if message is not None else "notification"
+        #: set once the outcome of the commit is known and the frame was routed
+        self.delivered = False
 
 
 class GroupCommitter:
@@ -124,6 +125,7 @@ class GroupCommitter:
             p.persisted = persisted
         await self._deliver(batch)
         for p in batch:
+            p.delivered = True
             if p.done is not None:
                 p.done.set()
 

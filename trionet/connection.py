@@ -15,10 +15,12 @@ import trio
 from . import protocol
 from .committer import Pending
 from .errors import CloseCode, ErrorCode, FrameError
+from .frames import message_frame
 from .ids import id_to_iso
 from .interfaces import Identity, MessageRecord
 from .manager import Conn
 from .ratelimit import TokenBucket
+from .resume import frame_id, plan_replay
 from .routing import ToAll, group_target, private_target
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ log = logging.getLogger("trionet.connection")
 ABUSE_SECONDS = 10.0
 #: most frames the writer joins into one WebSocket message when coalescing
 COALESCE_MAX = 64
+#: how long after connecting a resuming connection checks resends and replayed ids
+DEDUPE_SECONDS = 60.0
 
 
 class ConnectionGone(Exception):
@@ -60,6 +64,12 @@ class _Session:
         s = services.settings
         self.bucket = TokenBucket(s.rate_limit, s.rate_limit * 2, trio.current_time())
         self.limited_since: float | None = None
+        self.coalesce = False
+        #: ids written by the replay; live duplicates of them are dropped for a while
+        self.replayed: set[int] = set()
+        self.dedupe_until = 0.0
+        #: until when a resend is also looked up in the store (resuming connections)
+        self.check_store_until = 0.0
 
     def error(self, code: str, message: str, client_id: str | None = None) -> None:
         self.services.metrics.errors.labels(code).inc()
@@ -112,29 +122,28 @@ class _Session:
         if isinstance(frame, protocol.PrivateIn):
             if not await self.services.user_exists(frame.to):
                 raise FrameError(ErrorCode.UNKNOWN_USER, f"no user {frame.to}", frame.client_id)
+            if await self._resent(frame.client_id):
+                return
             self._check_available(frame.client_id)
             mid = self.manager.ids.next()
-            ts = id_to_iso(mid)
             record = MessageRecord(id=mid, kind="private", sender_id=user_id, content=frame.content,
-                                   created_at=ts, recipient_id=frame.to, client_id=frame.client_id)
-            out = {"type": "private", "id": mid, "from": user_id, "to": frame.to,
-                   "content": frame.content, "timestamp": ts}
-            await self._submit(record, private_target(user_id, frame.to, self.conn), out,
-                               frame.client_id)
+                                   created_at=id_to_iso(mid), recipient_id=frame.to,
+                                   client_id=frame.client_id)
+            await self._submit(record, private_target(user_id, frame.to, self.conn))
         elif isinstance(frame, protocol.GroupIn):
             gid = frame.group
             members = await self.manager.membership.members(gid)
             if members is None or user_id not in members:
                 raise FrameError(ErrorCode.NOT_MEMBER, f"you are not a member of group {gid}",
                                  frame.client_id)
+            if await self._resent(frame.client_id):
+                return
             self._check_available(frame.client_id)
             mid = self.manager.ids.next()
-            ts = id_to_iso(mid)
             record = MessageRecord(id=mid, kind="group", sender_id=user_id, content=frame.content,
-                                   created_at=ts, group_id=gid, client_id=frame.client_id)
-            out = {"type": "group", "id": mid, "from": user_id, "group_id": gid,
-                   "content": frame.content, "timestamp": ts}
-            await self._submit(record, group_target(members, self.conn), out, frame.client_id)
+                                   created_at=id_to_iso(mid), group_id=gid,
+                                   client_id=frame.client_id)
+            await self._submit(record, group_target(members, self.conn))
         elif isinstance(frame, protocol.BroadcastIn):
             if not await self.services.is_admin(user_id):
                 raise FrameError(ErrorCode.FORBIDDEN, "only admins may broadcast", frame.client_id)
@@ -158,16 +167,81 @@ class _Session:
                              "storage is failing and the retry buffer is full; try again later",
                              client_id)
 
-    async def _submit(self, record: MessageRecord, target: object, out: dict[str, object],
-                      client_id: str | None) -> None:
+    async def _submit(self, record: MessageRecord, target: object) -> None:
         committer = self.manager.committer
         assert committer is not None
-        await committer.submit(Pending(message=record, target=target, frame=out,
-                                       origin=self.conn, client_id=client_id))
+        pending = Pending(message=record, target=target, frame=message_frame(record),
+                          origin=self.conn, client_id=record.client_id)
+        if record.client_id is not None:
+            self.services.recent_sends.add(record.sender_id, record.client_id, pending)
+        await committer.submit(pending)
 
-    async def writer(self, outbox: trio.MemoryReceiveChannel[str], coalesce: bool) -> None:
+    async def _resent(self, client_id: str | None) -> bool:
+        """Answer a resend of an already accepted frame with its original ack."""
+        if client_id is None:
+            return False
+        user_id = self.conn.user_id
+        earlier = self.services.recent_sends.get(user_id, client_id)
+        if earlier is not None and earlier.message is not None:
+            if not earlier.delivered:
+                if earlier.done is None:
+                    earlier.done = trio.Event()
+                await earlier.done.wait()
+            record, persisted = earlier.message, earlier.persisted
+        elif trio.current_time() < self.check_store_until:
+            stored = await self.services.persister.find_by_client_id(user_id, client_id)
+            if stored is None:
+                return False
+            record, persisted = stored, True
+        else:
+            return False
+        self.manager.reply(self.conn, protocol.encode_ack(client_id, record.id,
+                                                          record.created_at, persisted))
+        return True
+
+    async def replay(self, since: int, since_notification: int | None) -> None:
+        """Write what the client missed, then ``synced``; live frames wait in the outbox."""
+        svc = self.services
+        limit = self.settings.replay_limit
+        messages, notifications = await svc.persister.replay(
+            self.conn.user_id, since=since, since_notification=since_notification, limit=limit)
+        frames, gap_from = plan_replay(messages, notifications, limit)
+        svc.metrics.replays.inc()
+        if gap_from is not None:
+            await self.ws.send(protocol.encode({"type": "sync_gap", "from_id": gap_from}))
+        self.replayed = {fid for fid, _ in frames}
+        for start in range(0, len(frames), COALESCE_MAX):
+            chunk = [protocol.encode(f) for _, f in frames[start:start + COALESCE_MAX]]
+            if self.coalesce:
+                await self.ws.send("\n".join(chunk))
+            else:
+                for text in chunk:
+                    await self.ws.send(text)
+        last_id = max((m.id for m in messages if m.id in self.replayed), default=since)
+        last_note = max((n.id for n in notifications if n.id in self.replayed),
+                        default=since_notification)
+        synced: dict[str, object] = {"type": "synced", "last_id": last_id}
+        if since_notification is not None:
+            synced["last_notification_id"] = last_note
+        await self.ws.send(protocol.encode(synced))
+        self.dedupe_until = trio.current_time() + DEDUPE_SECONDS
+
+    def already_replayed(self, frame: str) -> bool:
+        if trio.current_time() > self.dedupe_until:
+            self.replayed = set()
+            return False
+        fid = frame_id(frame)
+        return fid is not None and fid in self.replayed
+
+    async def writer(self, outbox: trio.MemoryReceiveChannel[str],
+                     resume: tuple[int, int | None] | None) -> None:
+        if resume is not None:
+            await self.replay(*resume)
         send = self.ws.send
+        coalesce = self.coalesce
         async for frame in outbox:
+            if self.replayed and self.already_replayed(frame):
+                continue
             if coalesce:
                 more: list[str] | None = None
                 while True:
@@ -175,6 +249,8 @@ class _Session:
                         nxt = outbox.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                    if self.replayed and self.already_replayed(nxt):
+                        continue
                     if more is None:
                         more = [frame]
                     more.append(nxt)
@@ -199,12 +275,27 @@ _REASONS: dict[int, str] = {
 
 
 async def serve_connection(
-    services: Services, ws: Transport, identity: Identity, *, coalesce: bool = False
+    services: Services,
+    ws: Transport,
+    identity: Identity,
+    *,
+    coalesce: bool = False,
+    since: int | None = None,
+    since_notification: int | None = None,
 ) -> None:
-    """Run one accepted connection until either side ends it."""
+    """Run one accepted connection until either side ends it.
+
+    With ``since``, the connection first replays what the client missed (see
+    ``docs/protocol.md``, Resume); it is registered for live delivery before the replay query,
+    so nothing falls between the two.
+    """
     send, receive = trio.open_memory_channel[str](services.settings.send_queue)
     conn = Conn(identity, send)
     session = _Session(services, conn, ws)
+    session.coalesce = coalesce
+    resume = None if since is None else (since, since_notification)
+    if resume is not None:
+        session.check_store_until = trio.current_time() + DEDUPE_SECONDS
     services.manager.register(conn)
     services.open_handlers += 1
     try:
@@ -219,7 +310,7 @@ async def serve_connection(
 
             async def run_writer() -> None:
                 try:
-                    await session.writer(receive, coalesce)
+                    await session.writer(receive, resume)
                 finally:
                     nursery.cancel_scope.cancel()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-__all__ = ["EPOCH_MS", "IdAllocator", "id_timestamp", "id_to_iso"]
+__all__ = ["EPOCH_MS", "IdAllocator", "id_at", "id_timestamp", "id_to_iso"]
 
 EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 _WORKER_BITS = 4
@@ -53,3 +53,8 @@ def id_to_iso(id_: int) -> str:
     ms = (id_ >> _SHIFT) + EPOCH_MS
     stamp = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
     return f"{stamp}{ms % 1000:03d}Z"
+
+
+def id_at(seconds: float) -> int:
+    """The smallest id that can be allocated at ``seconds`` since the Unix epoch."""
+    return max(0, int(seconds * 1000) - EPOCH_MS) << _SHIFT

@@ -109,3 +109,16 @@ class MessagePersister(Protocol):
     ) -> list[MessageRecord]:
         """Messages of one group, newest first."""
         ...
+
+    async def replay(
+        self, user_id: int, *, since: int, since_notification: int | None, limit: int
+    ) -> tuple[list[MessageRecord], list[NotificationRecord]]:
+        """For a resuming client: up to ``limit`` + 1 of the newest messages addressed to
+        ``user_id`` with an id above ``since`` (private to or from it, groups it is an accepted
+        member of), and of its notifications above ``since_notification`` (none when None),
+        each newest first."""
+        ...
+
+    async def find_by_client_id(self, sender_id: int, client_id: str) -> MessageRecord | None:
+        """The stored message ``sender_id`` sent with ``client_id`` (idempotent resend)."""
+        ...

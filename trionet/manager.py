@@ -18,6 +18,7 @@ import trio
 from . import protocol
 from .committer import GroupCommitter, Pending
 from .errors import CloseCode
+from .frames import RESERVED_NOTIFICATION_KEYS, notification_frame
 from .ids import IdAllocator, id_to_iso
 from .interfaces import Identity, NotificationRecord
 from .membership import MembershipCache
@@ -27,9 +28,6 @@ from .routing import Target, ToAll, ToUsers, group_target, recipients
 __all__ = ["Conn", "Manager"]
 
 log = logging.getLogger("trionet.manager")
-
-_RESERVED = frozenset({"type", "id", "subtype", "message", "timestamp"})
-
 
 class Conn:
     """One WebSocket connection as the manager sees it: a user and a bounded outbox."""
@@ -214,7 +212,7 @@ class Manager:
         self.membership.invalidate(group_id)
 
     async def notify(
-        self, user_id: int, subtype: str, message: str, **payload: Any
+        self, user_id: int, subtype: str, message: str, /, **payload: Any
     ) -> dict[str, Any]:
         """Persist a notification and push it to the user's connections; returns the frame.
 
@@ -228,17 +226,15 @@ class Manager:
     ) -> list[dict[str, Any]]:
         """:meth:`notify` for several users at once, committed together."""
         assert self.committer is not None, "manager is not running"
-        extra = {k: v for k, v in payload.items() if k not in _RESERVED}
+        extra = {k: v for k, v in payload.items() if k not in RESERVED_NOTIFICATION_KEYS}
         pendings: list[Pending] = []
         for uid in user_ids:
             nid = self.ids.next()
-            ts = id_to_iso(nid)
             record = NotificationRecord(
-                id=nid, user_id=uid, subtype=subtype, message=message, created_at=ts,
+                id=nid, user_id=uid, subtype=subtype, message=message, created_at=id_to_iso(nid),
                 payload=extra,
             )
-            frame = {**extra, "type": "notification", "id": nid, "subtype": subtype,
-                     "message": message, "timestamp": ts}
+            frame = notification_frame(record)
             pending = Pending(notification=record, target=ToUsers((uid,)), frame=frame,
                               done=trio.Event())
             pendings.append(pending)
@@ -273,6 +269,8 @@ class Manager:
                 rid = p.message.id if p.message is not None else None
                 ts = frame["timestamp"]
                 self.reply(p.origin, protocol.encode_ack(p.client_id, rid, ts, p.persisted))
+            if p.message is not None:  # kept a while for resends: drop what is not needed
+                p.frame = p.target = p.origin = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Route committed batches until cancelled; sweep expired sessions every 15 s."""

@@ -23,10 +23,9 @@ import json
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +72,8 @@ class TestServer:
     app: QuartTrio
     settings: Settings
     _stop: trio.Event = field(default_factory=trio.Event, repr=False)
+    #: set once the server has shut down
+    stopped: trio.Event = field(default_factory=trio.Event, repr=False)
 
     @property
     def services(self) -> Services:
@@ -150,13 +151,22 @@ class TestServer:
             yield ws
 
     @staticmethod
-    async def receive_json(ws: trio_websocket.WebSocketConnection,
-                           seconds: float = 5) -> dict[str, Any]:
-        """The next frame, decoded; fails after ``seconds``."""
+    async def receive_json(
+        ws: trio_websocket.WebSocketConnection,
+        seconds: float = 5,
+        *,
+        ignore: Collection[str] = ("presence",),
+    ) -> dict[str, Any]:
+        """The next frame whose type is not in ``ignore``, decoded; fails after ``seconds``.
+
+        Presence events are skipped by default, since they arrive whenever another user of a
+        shared group or conversation connects; pass ``ignore=()`` to see every frame.
+        """
         with trio.fail_after(seconds):
-            data = await ws.get_message()
-        decoded: dict[str, Any] = json.loads(data)
-        return decoded
+            while True:
+                decoded: dict[str, Any] = json.loads(await ws.get_message())
+                if decoded.get("type") not in ignore:
+                    return decoded
 
     @staticmethod
     async def send_json(ws: trio_websocket.WebSocketConnection, frame: dict[str, Any]) -> None:
@@ -175,11 +185,13 @@ async def running_server(
     groups: GroupMemberFetcher | None = None,
     persister: MessagePersister | None = None,
     database: str | Path | None = None,
+    port: int = 0,
 ) -> AsyncIterator[TestServer]:
     """Serve a fresh trionet app on a free 127.0.0.1 port for the duration of the block.
 
     Without ``database`` (or ``settings.database`` left at its default) the data lives in a
     temporary directory removed afterwards. The rate limit is off unless ``settings`` sets one.
+    ``port`` (default: any free one) lets a test restart a server where clients expect it.
     """
     base = settings or Settings(rate_limit=0)
     with tempfile.TemporaryDirectory(prefix="trionet-test-") as tmp:
@@ -187,12 +199,21 @@ async def running_server(
             base.database if settings is not None and base.database != Settings().database
             else str(Path(tmp) / "trionet.db")
         )
-        final = base.replace(host="127.0.0.1", port=0, database=db_path)
+        final = base.replace(host="127.0.0.1", port=port, database=db_path)
         app = create_app(final, resolver=resolver, groups=groups, persister=persister)
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
-            binds = await nursery.start(partial(serve, app, final, shutdown_trigger=stop.wait))
-            server = TestServer(url=binds[0], app=app, settings=final, _stop=stop)
+            stopped = trio.Event()
+
+            async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
+                try:
+                    await serve(app, final, shutdown_trigger=stop.wait, task_status=task_status)
+                finally:
+                    stopped.set()
+
+            binds = await nursery.start(run)
+            server = TestServer(url=binds[0], app=app, settings=final, _stop=stop,
+                                stopped=stopped)
             try:
                 yield server
             finally:

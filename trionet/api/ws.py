@@ -97,9 +97,26 @@ class WebSocketEndpoint:
             await _reject(send, 401, ErrorCode.UNAUTHORIZED, "authentication required")
             return
         params = _query(scope.get("query_string", b""))
+        try:
+            since = _id_param(params, "since")
+            since_notification = _id_param(params, "since_notification")
+        except ValueError as exc:
+            await _reject(send, 400, ErrorCode.BAD_REQUEST, str(exc))
+            return
         await send({"type": "websocket.accept"})
         await serve_connection(svc, AsgiTransport(receive, send), identity,
-                               coalesce=params.get("coalesce") == "1")
+                               coalesce=params.get("coalesce") == "1", since=since,
+                               since_notification=since_notification if since is not None
+                               else None)
+
+
+def _id_param(params: dict[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or len(raw) > 16 or int(raw) >= 2**53:
+        raise ValueError(f"query parameter {name!r} must be a message id (0 or more)")
+    return int(raw)
 
 
 def _query(raw: bytes) -> dict[str, str]:

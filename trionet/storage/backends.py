@@ -57,3 +57,14 @@ class SqlitePersister:
         return await self._db.read(
             messages.group_page, group_id, limit=limit, offset=offset, before_id=before_id
         )
+
+    async def replay(
+        self, user_id: int, *, since: int, since_notification: int | None, limit: int
+    ) -> tuple[list[MessageRecord], list[NotificationRecord]]:
+        return await self._db.read(
+            messages.replay, user_id, since=since, since_notification=since_notification,
+            limit=limit,
+        )
+
+    async def find_by_client_id(self, sender_id: int, client_id: str) -> MessageRecord | None:
+        return await self._db.read(messages.find_by_client_id, sender_id, client_id)

@@ -132,8 +132,23 @@ class Database:
             lambda: self.read_sync(fn, *args, **kw), limiter=self._read_limiter
         )
 
+    async def aclose(self) -> None:
+        """Wait for running calls to finish, then close every connection (further calls fail)."""
+        borrowers = [object() for _ in range(int(self._read_limiter.total_tokens))]
+        writer = object()
+        with trio.CancelScope(shield=True):
+            await self._write_limiter.acquire_on_behalf_of(writer)
+            for borrower in borrowers:
+                await self._read_limiter.acquire_on_behalf_of(borrower)
+            try:
+                self.close()
+            finally:
+                for borrower in borrowers:
+                    self._read_limiter.release_on_behalf_of(borrower)
+                self._write_limiter.release_on_behalf_of(writer)
+
     def close(self) -> None:
-        """Close every connection this object opened."""
+        """Close every connection this object opened (no call may be running)."""
         with self._lock:
             conns, self._all, self._idle_readers = self._all, [], []
         for conn in conns:

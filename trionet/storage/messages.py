@@ -8,7 +8,14 @@ from collections.abc import Sequence
 
 from ..interfaces import MessageRecord, NotificationRecord
 
-__all__ = ["group_page", "insert_batch", "private_page", "row_to_message"]
+__all__ = [
+    "find_by_client_id",
+    "group_page",
+    "insert_batch",
+    "private_page",
+    "replay",
+    "row_to_message",
+]
 
 _MSG_COLS = "id, kind, sender_id, recipient_id, group_id, content, client_id, created_at"
 
@@ -94,3 +101,55 @@ def group_page(
     conn: sqlite3.Connection, group_id: int, *, limit: int, offset: int, before_id: int | None
 ) -> list[MessageRecord]:
     return _page(conn, "kind = 'group' AND group_id = ?", [group_id], limit, offset, before_id)
+
+
+def replay(
+    conn: sqlite3.Connection,
+    user_id: int,
+    *,
+    since: int,
+    since_notification: int | None,
+    limit: int,
+) -> tuple[list[MessageRecord], list[NotificationRecord]]:
+    """The newest ``limit`` + 1 messages addressed to ``user_id`` after ``since`` (private to
+    or from it, groups it is an accepted member of) and notifications after
+    ``since_notification``, each newest first."""
+    msgs = [
+        row_to_message(r)
+        for r in conn.execute(
+            f"SELECT {_MSG_COLS} FROM messages WHERE kind = 'private' AND recipient_id = ?"
+            f" AND id > ?"
+            f" UNION SELECT {_MSG_COLS} FROM messages WHERE kind = 'private' AND sender_id = ?"
+            f" AND id > ?"
+            f" UNION SELECT {_MSG_COLS} FROM messages WHERE kind = 'group' AND id > ?"
+            " AND group_id IN (SELECT group_id FROM group_members"
+            "                  WHERE user_id = ? AND status = 'accepted')"
+            " ORDER BY id DESC LIMIT ?",
+            (user_id, since, user_id, since, since, user_id, limit + 1),
+        )
+    ]
+    notes: list[NotificationRecord] = []
+    if since_notification is not None:
+        notes = [
+            NotificationRecord(
+                id=int(r[0]), user_id=user_id, subtype=str(r[1]), message=str(r[2]),
+                payload=json.loads(r[3]), created_at=str(r[4]),
+            )
+            for r in conn.execute(
+                "SELECT id, subtype, message, payload, created_at FROM notifications"
+                " WHERE user_id = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                (user_id, since_notification, limit + 1),
+            )
+        ]
+    return msgs, notes
+
+
+def find_by_client_id(
+    conn: sqlite3.Connection, sender_id: int, client_id: str
+) -> MessageRecord | None:
+    """The message ``sender_id`` sent with ``client_id``, if stored."""
+    row = conn.execute(
+        f"SELECT {_MSG_COLS} FROM messages WHERE sender_id = ? AND client_id = ?",
+        (sender_id, client_id),
+    ).fetchone()
+    return None if row is None else row_to_message(row)

@@ -1,0 +1,35 @@
+"""Server frames built from stored records: one shape for live delivery, replay and history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .interfaces import MessageRecord, NotificationRecord
+
+__all__ = ["RESERVED_NOTIFICATION_KEYS", "message_frame", "notification_frame"]
+
+#: payload keys that never override a notification frame's own fields
+RESERVED_NOTIFICATION_KEYS = frozenset({"type", "id", "subtype", "message", "timestamp"})
+
+
+def message_frame(record: MessageRecord) -> dict[str, Any]:
+    """The ``private`` or ``group`` frame of a message (``type`` and ``id`` first)."""
+    if record.kind == "group":
+        return {"type": "group", "id": record.id, "from": record.sender_id,
+                "group_id": record.group_id, "content": record.content,
+                "timestamp": record.created_at}
+    return {"type": "private", "id": record.id, "from": record.sender_id,
+            "to": record.recipient_id, "content": record.content,
+            "timestamp": record.created_at}
+
+
+def notification_frame(record: NotificationRecord) -> dict[str, Any]:
+    """The ``notification`` frame: payload keys beside the reserved fields (``type`` first)."""
+    frame: dict[str, Any] = {"type": "notification", "id": record.id}
+    for key, value in record.payload.items():
+        if key not in RESERVED_NOTIFICATION_KEYS:
+            frame[key] = value
+    frame["subtype"] = record.subtype
+    frame["message"] = record.message
+    frame["timestamp"] = record.created_at
+    return frame

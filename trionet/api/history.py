@@ -5,9 +5,10 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from ..errors import ApiError, ErrorCode
+from ..frames import message_frame
 from ..storage import conversations
 from .common import current_identity, int_param, json_response, services
-from .paging import MAX_ID, message_frame, page_params
+from .paging import MAX_ID, page_params
 
 __all__ = ["bp"]
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ApiError, ErrorCode
-from ..interfaces import MessageRecord
 from .common import int_param, optional_int_param
 
 __all__ = [
@@ -16,7 +15,6 @@ __all__ = [
     "MAX_LIMIT",
     "MAX_OFFSET",
     "Page",
-    "message_frame",
     "page_params",
     "path_id",
 ]
@@ -61,14 +59,3 @@ def path_id(value: int, what: str) -> int:
     if not 0 < value <= MAX_ID:
         raise ApiError(404, ErrorCode.NOT_FOUND, f"no {what} {value}")
     return value
-
-
-def message_frame(record: MessageRecord) -> dict[str, Any]:
-    """A stored message with exactly the fields of its live frame."""
-    if record.kind == "group":
-        return {"type": "group", "id": record.id, "from": record.sender_id,
-                "group_id": record.group_id, "content": record.content,
-                "timestamp": record.created_at}
-    return {"type": "private", "id": record.id, "from": record.sender_id,
-            "to": record.recipient_id, "content": record.content,
-            "timestamp": record.created_at}

@@ -12,30 +12,23 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..clock import now_iso
+from ..frames import notification_frame
+from ..interfaces import NotificationRecord
 
 __all__ = ["mark_read", "notification_page", "row_to_item", "unread_count"]
 
-_RESERVED = frozenset({"type", "id", "subtype", "message", "timestamp", "read"})
-
-
 def row_to_item(row: sqlite3.Row) -> dict[str, Any]:
-    """A stored notification as the live frame had it, plus ``read`` (bool).
-
-    Payload keys never override the frame's own fields, as in ``Manager.notify``.
-    """
+    """A stored notification as the live frame had it, plus ``read`` (bool)."""
     try:
         payload = json.loads(row["payload"] or "{}")
     except ValueError:
         payload = {}
-    if not isinstance(payload, dict):
-        payload = {}
-    item: dict[str, Any] = {"type": "notification", "id": row["id"]}
-    for key, value in payload.items():
-        if key not in _RESERVED:
-            item[key] = value
-    item["subtype"] = row["subtype"]
-    item["message"] = row["message"]
-    item["timestamp"] = row["created_at"]
+    record = NotificationRecord(
+        id=row["id"], user_id=row["user_id"], subtype=row["subtype"], message=row["message"],
+        created_at=row["created_at"], payload=payload if isinstance(payload, dict) else {},
+    )
+    item = notification_frame(record)
+    item.pop("read", None)
     item["read"] = row["read_at"] is not None
     return item
 
@@ -55,7 +48,7 @@ def notification_page(
         where += " AND id < ?"
         params.append(before_id)
     rows = conn.execute(
-        "SELECT id, subtype, message, payload, read_at, created_at FROM notifications"
+        "SELECT id, user_id, subtype, message, payload, read_at, created_at FROM notifications"
         f" WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
         [*params, limit, offset],
     )

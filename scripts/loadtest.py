@@ -1258,6 +1258,19 @@ def bench(args: argparse.Namespace) -> None:
     def pinned(cpu: int, cmd: list[str]) -> list[str]:
         return ["taskset", "-c", str(cpu), *cmd] if pin else cmd
 
+    if args.from_dir:  # only render the report of an earlier bench from its JSON files
+        plan = bench_scenarios(args)
+        found = {b.name: {"trionet": [], "peer": []} for b in plan}
+        for path in sorted(Path(args.from_dir).glob("*.json")):
+            res = json.loads(path.read_text())
+            for b in plan:
+                rate = "--rate" in b.argv
+                if b.kind == res.get("scenario") and (
+                        b.kind != "fanout" or rate == str(res.get("mode")).endswith("group")):
+                    found[b.name][res["target"]].append(res)
+        args.repeat = max(len(v) for by in found.values() for v in by.values())
+        bench_report(plan, found, args)
+        return
     secret = secrets.token_urlsafe(32)
     api_key = secrets.token_urlsafe(24)
     workdir = Path(tempfile.mkdtemp(prefix="trionet-bench-"))
@@ -1331,8 +1344,8 @@ def _best(runs: list[dict[str, Any]], key: str, higher: bool) -> dict[str, Any] 
     if not scored:
         return runs[0] if runs else None
     if key.startswith("latency"):  # a run that lost messages is never the best one
-        scored.sort(key=lambda r: (r.get("lost") or 0) > 0)
-        scored = [r for r in scored if (r.get("lost") or 0) == (scored[0].get("lost") or 0)]
+        complete = [r for r in scored if not r.get("lost")]
+        scored = complete or scored
     return (max if higher else min)(scored, key=lambda r: _get(r, key))
 
 
@@ -1433,6 +1446,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=1,
                    help="run everything this many times, interleaved; report each side's best")
     p.add_argument("--only", help="comma-separated scenario kinds: fanout,private,idle")
+    p.add_argument("--from", dest="from_dir", metavar="DIR",
+                   help="run nothing: print the report of an earlier bench from its folder")
     p.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 

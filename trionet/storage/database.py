@@ -3,6 +3,9 @@
 Writes go through one connection serialised by a ``CapacityLimiter(1)``, each call one
 transaction; reads take a connection from a small pool (at most ``readers`` open), so a slow
 read never waits behind a write (WAL) and never stalls the event loop.
+
+The one exception is :meth:`Database.write_fast`, for the committer's short batch inserts: see
+there for when it runs on the event loop and why.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class Database:
         self._idle_readers: list[sqlite3.Connection] = []
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._inline: sqlite3.Connection | None = None
+        self._inline_writes = 0
 
     def connect(self) -> sqlite3.Connection:
         """A new configured connection (autocommit mode: callers open transactions)."""
@@ -124,6 +129,65 @@ class Database:
             lambda: self.write_sync(fn, *args, **kw), limiter=self._write_limiter
         )
 
+    async def write_fast(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> T:
+        """Run a short write transaction ``fn(conn, ...)``: inline when that cannot block
+        (see :meth:`try_write_inline`), else in a worker thread like :meth:`write`."""
+        done, result = self.try_write_inline(fn, *args, **kw)
+        if done:
+            await trio.lowlevel.checkpoint()
+            return result  # type: ignore[return-value]
+        return await self.write(fn, *args, **kw)
+
+    def try_write_inline(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
+    ) -> tuple[bool, T | None]:
+        """Run a short write transaction here, on the event loop, if it cannot block; returns
+        ``(False, None)`` without doing anything when it could.
+
+        With ``synchronous=NORMAL`` in WAL mode a commit appends to the log without an fsync,
+        so a batch insert costs a fraction of a millisecond of CPU, while the same commit in a
+        worker thread waits for the GIL at every SQLite call whenever the event loop is busy
+        (several milliseconds per commit, measured in docs/performance.md). It runs inline only
+        when the write lock is free right now (a connection with no busy timeout: a lock held
+        by another process makes it give up at once), ``synchronous`` is NORMAL, and it is not
+        every 256th write: that one goes to the worker thread, whose commit also checkpoints
+        the log (the inline connection never does).
+        """
+        self._inline_writes += 1
+        if (
+            self._synchronous != "NORMAL"
+            or self._write_limiter.borrowed_tokens
+            or self._inline_writes % 256 == 0
+        ):
+            return False, None
+        conn = self._inline_conn()
+        self._write_limiter.acquire_nowait()
+        try:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:  # locked elsewhere
+                return False, None
+            try:
+                result = fn(conn, *args, **kw)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return True, result
+        finally:
+            self._write_limiter.release()
+
+    def _inline_conn(self) -> sqlite3.Connection:
+        if self._inline is None:
+            conn = self.connect()
+            conn.execute("PRAGMA busy_timeout = 0")
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            self._inline = conn
+        return self._inline
+
     async def read(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
     ) -> T:
@@ -157,3 +221,4 @@ class Database:
             except sqlite3.Error:
                 pass
         self._writer = None
+        self._inline = None

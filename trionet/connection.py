@@ -54,7 +54,15 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str = "") -> None: ...
 
 
+_NOTHING_REPLAYED: frozenset[int] = frozenset()
+
+
 class _Session:
+    """What the reader and the writer of one connection share."""
+
+    __slots__ = ("services", "settings", "manager", "conn", "ws", "bucket", "limited_since",
+                 "coalesce", "replayed", "dedupe_until", "check_store_until")
+
     def __init__(self, services: Services, conn: Conn, ws: Transport) -> None:
         self.services = services
         self.settings = services.settings
@@ -66,7 +74,7 @@ class _Session:
         self.limited_since: float | None = None
         self.coalesce = False
         #: ids written by the replay; live duplicates of them are dropped for a while
-        self.replayed: set[int] = set()
+        self.replayed: frozenset[int] | set[int] = _NOTHING_REPLAYED
         self.dedupe_until = 0.0
         #: until when a resend is also looked up in the store (resuming connections)
         self.check_store_until = 0.0
@@ -228,7 +236,7 @@ class _Session:
 
     def already_replayed(self, frame: str) -> bool:
         if trio.current_time() > self.dedupe_until:
-            self.replayed = set()
+            self.replayed = _NOTHING_REPLAYED
             return False
         fid = frame_id(frame)
         return fid is not None and fid in self.replayed
@@ -301,13 +309,6 @@ async def serve_connection(
     try:
         async with trio.open_nursery() as nursery:
 
-            async def run_reader() -> None:
-                try:
-                    await session.reader()
-                finally:
-                    if not conn.closed:  # else the writer is finishing a server-side close
-                        nursery.cancel_scope.cancel()
-
             async def run_writer() -> None:
                 try:
                     await session.writer(receive, resume)
@@ -315,7 +316,10 @@ async def serve_connection(
                     nursery.cancel_scope.cancel()
 
             nursery.start_soon(run_writer)
-            nursery.start_soon(run_reader)
+            # the reader runs in this task: one task fewer per connection
+            await session.reader()
+            if not conn.closed:  # else the writer is finishing a server-side close
+                nursery.cancel_scope.cancel()
     finally:
         services.manager.unregister(conn)
         services.open_handlers -= 1

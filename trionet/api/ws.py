@@ -103,9 +103,12 @@ class WebSocketEndpoint:
         except ValueError as exc:
             await _reject(send, 400, ErrorCode.BAD_REQUEST, str(exc))
             return
+        coalesce = params.get("coalesce") == "1"
+        # nothing of the handshake is kept for the connection's lifetime
+        del headers, handshake, params, scope, event
         await send({"type": "websocket.accept"})
         await serve_connection(svc, AsgiTransport(receive, send), identity,
-                               coalesce=params.get("coalesce") == "1", since=since,
+                               coalesce=coalesce, since=since,
                                since_notification=since_notification if since is not None
                                else None)
 

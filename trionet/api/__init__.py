@@ -13,10 +13,10 @@ __all__ = ["register_blueprints"]
 def register_blueprints(app: QuartTrio) -> None:
     """Attach every trionet endpoint to ``app``."""
     from ..app import services_of
-    from . import accounts, groups, history, notifications, ops, presence, server
+    from . import accounts, groups, history, notifications, ops, presence, server, web
     from .ws import WebSocketEndpoint
 
-    for module in (accounts, ops, history, groups, notifications, presence, server):
+    for module in (accounts, ops, history, groups, notifications, presence, server, web):
         app.register_blueprint(module.bp)
     # /ws is served by a lean ASGI endpoint in front of Quart (see api/ws.py)
     app.asgi_app = WebSocketEndpoint(app.asgi_app, services_of(app))  # type: ignore[assignment, arg-type]

@@ -1,0 +1,494 @@
+"""The chat page at ``/``, in real Chromium (Playwright) and over plain HTTP.
+
+Two browser contexts are two people on a trionet started by the test, on 127.0.0.1 only.
+Playwright's sync API runs in a worker thread (it cannot run inside trio); the thread calls
+back into trio (``trio.from_thread.run``) to stop and start the server.
+
+Set ``TRIONET_SCREENSHOTS=1`` to rewrite ``docs/images/chat-alice.png`` and ``chat-bob.png``
+(the README shows one) from the run; otherwise screenshots go to the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+
+from trionet.api.web import STATIC_DIR, content_security_policy
+from trionet.errors import ErrorCode, FrameError
+from trionet.protocol import decode_client_frame
+from trionet.testing import TestServer, TestUser, running_server
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+PASSWORD = "correct horse battery"
+XSS = "<img src=x onerror=alert(1)>"
+
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Chromium is missing: scripts/test installs it (apt-get install -y chromium)")
+
+
+# -- the page over plain HTTP ------------------------------------------------------------------
+
+
+async def test_page_is_served_at_root_with_a_strict_csp(server: TestServer) -> None:
+    async with server.http() as http:
+        response = await http.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    csp = response.headers["content-security-policy"]
+    host = server.url.removeprefix("http://")
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert f"connect-src 'self' ws://{host} wss://{host}" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert '<script type="module" src="/static/app.js">' in response.text
+
+
+async def test_page_files_are_served_with_their_types_and_the_csp(server: TestServer) -> None:
+    files = sorted(p.name for p in STATIC_DIR.iterdir())
+    assert {"index.html", "app.js", "style.css"} <= set(files)
+    types = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+             ".html": "text/html"}
+    async with server.http() as http:
+        for name in files:
+            response = await http.get(f"/static/{name}")
+            assert response.status_code == 200, name
+            assert response.headers["content-type"].startswith(types[Path(name).suffix]), name
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+def test_page_has_no_inline_code_and_never_inserts_html() -> None:
+    html = (STATIC_DIR / "index.html").read_text()
+    assert all("src=" in tag for tag in re.findall(r"<script[^>]*>", html))
+    assert not re.search(r"\sstyle=|\son[a-z]+=", html)
+    for script in STATIC_DIR.glob("*.js"):
+        code = script.read_text()
+        assert not re.search(r"\.innerHTML\s*=|outerHTML|insertAdjacentHTML|document\.write"
+                             r"|\beval\(", code), script.name
+        assert code.startswith("// "), f"{script.name} needs its comment at the top"
+
+
+def test_csp_names_only_a_plain_host() -> None:
+    assert "ws://chat.example:8443" in content_security_policy("chat.example:8443")
+    assert "ws://[::1]:8000" in content_security_policy("[::1]:8000")
+    for bad in ("evil; script-src *", "a b", "x'y", None):
+        csp = content_security_policy(bad)
+        assert "connect-src 'self';" in csp and "script-src 'self';" in csp
+
+
+# -- the server, stopped and started from the browser thread -----------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Servers:
+    """trionet on a fixed port and database, which the browser thread can restart."""
+
+    nursery: trio.Nursery
+    database: Path
+    running: list[tuple[trio.Event, trio.Event]] = field(default_factory=list)
+
+    async def start(self, port: int) -> TestServer:
+        stop, done = trio.Event(), trio.Event()
+
+        async def run(*, task_status: trio.TaskStatus[TestServer]) -> None:
+            try:
+                async with running_server(database=self.database, port=port) as server:
+                    task_status.started(server)
+                    await stop.wait()
+            finally:
+                done.set()
+
+        server: TestServer = await self.nursery.start(run)
+        self.running.append((stop, done))
+        return server
+
+    async def stop(self) -> None:
+        """Shut the last started server down (its clients get 1001)."""
+        stop, done = self.running.pop()
+        stop.set()
+        with trio.fail_after(15):
+            await done.wait()
+
+    async def traffic_while_down(self, sender: str, to: str, group: str) -> None:
+        """With the page's server down: through another port on the same database, ``sender``
+        writes to ``to`` privately and to the group, and ``to`` gets a notification."""
+        side = await self.start(free_port())
+        async with side.http() as http:
+            login = (await http.post("/api/auth/login",
+                                     json={"username": sender, "password": PASSWORD})).json()
+        user = TestUser(id=login["id"], username=sender, token=login["token"])
+        async with side.http(user) as http:
+            recipient = (await http.get("/api/users", params={"username": to})).json()["users"][0]
+            group_id = next(g["id"] for g in (await http.get("/api/groups")).json()["groups"]
+                            if g["name"] == group)
+        async with side.connect(user) as ws:
+            frames = [
+                {"type": "private", "to": recipient["id"], "content": "Sent while you were away"},
+                {"type": "group", "group_id": group_id,
+                 "content": "Group news while you were away"},
+            ]
+            for i, frame in enumerate(frames):
+                await side.send_json(ws, {**frame, "client_id": f"away-{i}"})
+                assert (await side.receive_json(ws))["type"] == "ack"
+        await side.services.manager.notify(recipient["id"], "friend_request",
+                                           "carol wants to be your friend")
+        await self.stop()
+
+
+# -- the scenario, in the browser thread --------------------------------------------------------
+
+
+def open_person(browser: Browser, base: str, problems: list[str]) -> Page:
+    """A fresh person (browser context) on the page; dialogs and script errors go to
+    ``problems``."""
+    context = browser.new_context(viewport={"width": 1040, "height": 660})
+    page = context.new_page()
+    page.set_default_timeout(5_000)
+    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"),
+                                      dialog.dismiss()))
+    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    page.goto(base + "/")
+    return page
+
+
+def register(page: Page, username: str) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.locator("#me")).to_have_text(username)
+    expect(page.locator("#connection")).to_have_text("online")
+
+
+def say(page: Page, text: str) -> None:
+    """Type a message and press Enter."""
+    box = page.locator("#composer-input")
+    box.fill(text)
+    box.press("Enter")
+
+
+def texts(page: Page) -> Any:
+    return page.locator("#messages .msg .text")
+
+
+def once(page: Page, text: str) -> Any:
+    """The one message with exactly ``text`` (fails on none or a duplicate, when asserted)."""
+    return page.locator("#messages .msg", has=page.get_by_text(text, exact=True))
+
+
+def scenario(servers: Servers, port: int, shots: Path,
+             run: Callable[..., Any]) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    base = f"http://127.0.0.1:{port}"
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            alice = open_person(browser, base, problems)
+            bob = open_person(browser, base, problems)
+            register(alice, "alice")
+            register(bob, "bob")
+
+            # alice creates a group and invites bob: his bell counts it, the invite shows
+            alice.get_by_label("New group").fill("Book club")
+            alice.get_by_role("button", name="Create").click()
+            expect(alice.locator("#pane-title")).to_have_text("Book club")
+            alice.locator("#invite-name").fill("bob")
+            alice.locator("#invite-name").press("Enter")
+            expect(alice.locator("#pane-status")).to_have_text("Invited bob.")
+            expect(bob.locator("#bell-count")).to_have_text("1")
+            expect(bob.locator("#invite-list")).to_contain_text("Book club from alice")
+            bob.locator("#bell").click()
+            unread = bob.locator("#notification-list li.unread .text")
+            expect(unread).to_have_text(["You were invited to join group 'Book club'"])
+            bob.get_by_role("button", name="Mark all read").click()
+            expect(bob.locator("#bell-count")).to_be_hidden()
+            expect(bob.locator("#notification-list li.read")).to_have_count(1)
+            bob.keyboard.press("Escape")
+            expect(bob.locator("#notifications")).to_be_hidden()
+            bob.locator("#invite-list").get_by_role("button", name="Accept").click()
+            expect(bob.locator("#pane-title")).to_have_text("Book club")
+
+            # group messages, each seen live by the other
+            say(alice, "Hello book club! First pick: Dune?")
+            expect(once(bob, "Hello book club! First pick: Dune?")).to_have_count(1)
+            expect(alice.locator("#messages .msg.mine .state")).to_have_text(["sent"])
+            say(bob, "Dune sounds great.")
+            expect(once(alice, "Dune sounds great.")).to_have_count(1)
+
+            # private messages: alice opens a chat by name, bob sees it in his sidebar
+            alice.get_by_label("Message a user").fill("bob")
+            alice.get_by_label("Message a user").press("Enter")
+            expect(alice.locator("#pane-title")).to_have_text("bob")
+            expect(alice.locator("#pane-presence")).to_have_text("online")
+            say(alice, "Tea or coffee at the meeting?")
+            person = bob.locator("#people-list a", has_text="alice")
+            expect(person.locator(".badge")).to_have_text("1")
+            expect(person.locator(".dot")).to_have_class(re.compile(r"\bonline\b"))
+            person.click()
+            expect(once(bob, "Tea or coffee at the meeting?")).to_have_count(1)
+            say(bob, "Tea, always.")
+            expect(once(alice, "Tea, always.")).to_have_count(1)
+
+            # typing goes out; a server without the typing extension answers unknown_type,
+            # which the page ignores quietly (test_typing_shows_on_the_other_page checks
+            # that alice sees it once the server relays it)
+            bob.locator("#composer-input").press_sequentially("Also bring bis")
+            say(bob, "Also bring biscuits.")
+            expect(once(alice, "Also bring biscuits.")).to_have_count(1)
+            expect(bob.locator("#connection")).to_have_text("online")
+            expect(bob.locator("#messages .msg.failed")).to_have_count(0)
+
+            # the XSS string is text, on both sides
+            say(alice, XSS)
+            expect(once(bob, XSS)).to_have_count(1)
+            expect(texts(alice).last).to_have_text(XSS)
+            expect(bob.locator("#messages img")).to_have_count(0)
+            say(alice, "(that was a test: it should show as plain text)")
+            expect(once(bob, "(that was a test: it should show as plain text)")).to_have_count(1)
+            alice.screenshot(path=str(shots / "chat-alice.png"))
+            bob.screenshot(path=str(shots / "chat-bob.png"))
+
+            # alice reloads: the same conversation, its history from the server
+            alice.reload()
+            expect(alice.locator("#pane-title")).to_have_text("bob")
+            expect(texts(alice)).to_have_text(
+                ["Tea or coffee at the meeting?", "Tea, always.", "Also bring biscuits.", XSS,
+                 "(that was a test: it should show as plain text)"])
+            expect(alice.locator("#messages .msg.mine .state")).to_have_text(["sent"] * 3)
+
+            # the server restarts (same port, same database) while both pages are open
+            run(servers.stop)
+            for page in (alice, bob):
+                expect(page.locator("#offline-banner")).to_be_visible()
+            say(alice, "Written while the server was down")
+            expect(alice.locator("#messages .msg.mine .state").last).to_have_text("sending…")
+            run(servers.traffic_while_down, "bob", "alice", "Book club")
+            run(servers.start, port)
+            for page in (alice, bob):  # reconnect with backoff, then resume from `since`
+                expect(page.locator("#offline-banner")).to_be_hidden(timeout=15_000)
+            expect(once(alice, "Sent while you were away")).to_have_count(1)
+            expect(alice.locator("#messages .msg.mine .state").last).to_have_text("sent")
+            expect(once(bob, "Written while the server was down")).to_have_count(1)
+            expect(once(bob, "Sent while you were away")).to_have_count(1)  # his other device
+            expect(alice.locator("#bell-count")).to_have_text("1")
+            expect(alice.locator("#group-list a", has_text="Book club").locator(".badge")
+                   ).to_have_text("1")
+            say(bob, "Back online.")
+            expect(once(alice, "Back online.")).to_have_count(1)
+            alice.locator("#group-list a", has_text="Book club").click()
+            expect(once(alice, "Group news while you were away")).to_have_count(1)
+            expect(texts(alice)).to_have_count(3)
+
+            # alice logs out (bob sees her go offline) and logs in again
+            bob.locator("#people-list a", has_text="alice").click()
+            expect(bob.locator("#pane-presence")).to_have_text("online")
+            alice.get_by_role("button", name="Log out").click()
+            expect(alice.get_by_role("button", name="Log in")).to_be_visible()
+            expect(bob.locator("#pane-presence")).to_have_text("offline")
+            alice.get_by_label("Username").fill("alice")
+            alice.get_by_label("Password").fill(PASSWORD)
+            alice.get_by_label("Password").press("Enter")
+            expect(alice.locator("#connection")).to_have_text("online")
+            expect(bob.locator("#pane-presence")).to_have_text("online")
+
+            # a narrow window: the sidebar stacks above the conversation
+            bob.set_viewport_size({"width": 380, "height": 720})
+            sidebar = bob.locator(".sidebar").bounding_box()
+            composer = bob.locator("#composer").bounding_box()
+            assert sidebar is not None and composer is not None
+            assert composer["y"] > sidebar["y"] + sidebar["height"] - 1
+            assert composer["x"] + composer["width"] <= 381
+            bob.screenshot(path=str(shots / "chat-bob-narrow.png"))
+            assert problems == []  # no alert() from the XSS string, no script error
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_two_people_chat_live_and_miss_nothing_across_a_restart(tmp_path: Path) -> None:
+    pytest.importorskip("playwright.sync_api")
+    port = free_port()
+    shots = tmp_path / "shots"
+    shots.mkdir()
+    with trio.fail_after(120):
+        async with trio.open_nursery() as nursery:
+            servers = Servers(nursery, tmp_path / "chat.db")
+            await servers.start(port)
+            await trio.to_thread.run_sync(scenario, servers, port, shots, trio.from_thread.run)
+            await servers.stop()
+    if os.environ.get("TRIONET_SCREENSHOTS"):
+        for name in ("chat-alice.png", "chat-bob.png"):
+            shutil.copy(shots / name, ROOT / "docs" / "images" / name)
+
+
+# -- frames pushed by the server: typing, broadcasts, presence ----------------------------------
+
+
+def open_as(browser: Browser, url: str, user: TestUser, other: TestUser) -> Page:
+    """A page signed in as ``user`` (its session cookie), showing the chat with ``other``."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context()
+    context.add_cookies([{"name": "trionet_session", "value": user.token, "url": url}])
+    page = context.new_page()
+    page.set_default_timeout(5_000)
+    page.goto(f"{url}/#/user/{other.id}")
+    expect(page.locator("#connection")).to_have_text("online")
+    expect(page.locator("#pane-title")).to_have_text(other.username)
+    return page
+
+
+def pushed_frames_scenario(server: TestServer, alice: TestUser, bob: TestUser, group: int) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    push = server.services.manager
+
+    def to_alice(frame: dict[str, Any]) -> None:
+        trio.from_thread.run_sync(push.send_to_user, alice.id, frame)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_as(browser, server.url, alice, bob)
+            typing = page.locator("#typing")
+            to_alice({"type": "typing", "from": bob.id, "to": alice.id})
+            expect(typing).to_have_text("bob is typing…")
+            expect(typing).to_have_text("", timeout=6_000)  # about 3 s after the last frame
+            to_alice({"type": "typing", "from": bob.id, "group_id": group})
+            page.wait_for_timeout(300)
+            expect(typing).to_have_text("")  # that group is not the open conversation
+            page.locator("#group-list a", has_text="Readers").click()
+            to_alice({"type": "typing", "from": bob.id, "group_id": group})
+            expect(typing).to_have_text("bob is typing…")
+
+            to_alice({"type": "broadcast", "from": None, "content": f"Maintenance {XSS}",
+                      "timestamp": "2026-11-26T02:36:45.001Z"})
+            expect(page.locator("#broadcast-banner")).to_be_visible()
+            expect(page.locator("#broadcast-text")).to_have_text(f"Maintenance {XSS}")
+            page.get_by_role("button", name="Dismiss announcement").click()
+            expect(page.locator("#broadcast-banner")).to_be_hidden()
+
+            page.goto(f"{server.url}/#/user/{bob.id}")
+            expect(page.locator("#pane-presence")).to_have_text("offline")
+            to_alice({"type": "presence", "user_id": bob.id, "online": True,
+                      "timestamp": "2026-11-26T02:36:45.001Z"})
+            expect(page.locator("#pane-presence")).to_have_text("online")
+            expect(page.locator("#pane-presence .dot")).to_have_attribute("aria-label", "online")
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_page_shows_typing_broadcasts_and_presence_pushed_to_it() -> None:
+    pytest.importorskip("playwright.sync_api")
+    async with running_server(port=free_port()) as server:
+        alice, bob = await server.create_user("alice"), await server.create_user("bob")
+        group = await server.create_group("Readers", alice, [bob])
+        with trio.fail_after(60):
+            await trio.to_thread.run_sync(pushed_frames_scenario, server, alice, bob, group)
+
+
+# -- history paged backwards ---------------------------------------------------------------------
+
+
+def history_scenario(url: str, alice: TestUser, bob: TestUser, total: int) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_as(browser, url, alice, bob)
+            shown = page.locator("#messages .msg .text")
+            expect(shown).to_have_count(50)  # the newest page, scrolled to its end
+            expect(shown.last).to_have_text(f"m{total - 1}")
+            for count in (100, total):  # scrolling to the top fetches the page before it
+                page.locator("#messages").evaluate("list => { list.scrollTop = 0; }")
+                expect(shown).to_have_count(count)
+            assert shown.all_text_contents() == [f"m{i}" for i in range(total)]
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_history_pages_backwards_as_the_list_scrolls_up() -> None:
+    pytest.importorskip("playwright.sync_api")
+    total = 120
+    async with running_server(port=free_port()) as server:
+        alice, bob = await server.create_user("alice"), await server.create_user("bob")
+        with trio.fail_after(30):
+            async with server.connect(bob) as ws:
+                for i in range(total):
+                    await server.send_json(ws, {"type": "private", "to": alice.id,
+                                                "content": f"m{i}", "client_id": str(i)})
+                    assert (await server.receive_json(ws))["type"] == "ack"
+            await trio.to_thread.run_sync(history_scenario, server.url, alice, bob, total)
+
+
+# -- typing end to end (the server's typing extension) ------------------------------------------
+
+
+def server_knows_typing() -> bool:
+    """False while the server's decoder answers a typing frame with ``unknown_type``."""
+    try:
+        decode_client_frame('{"type":"typing","to":1}', max_content_chars=100)
+    except FrameError as exc:
+        return exc.code != ErrorCode.UNKNOWN_TYPE
+    return True
+
+
+def typing_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            at_alice = open_as(browser, url, alice, bob)
+            at_bob = open_as(browser, url, bob, alice)
+            at_bob.locator("#composer-input").press_sequentially("Let me th")
+            expect(at_alice.locator("#typing")).to_have_text("bob is typing…")
+            expect(at_alice.locator("#typing")).to_have_text("", timeout=6_000)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.skipif(not server_knows_typing(),
+                    reason="the server answers unknown_type to typing frames: its typing "
+                           "extension is not in yet (the page sends typing and ignores that "
+                           "error quietly; test_page_shows_typing_broadcasts_and_presence_pushed"
+                           "_to_it checks the page shows typing frames)")
+async def test_typing_shows_on_the_other_page() -> None:
+    pytest.importorskip("playwright.sync_api")
+    async with running_server(port=free_port()) as server:
+        alice, bob = await server.create_user("alice"), await server.create_user("bob")
+        with trio.fail_after(60):
+            await trio.to_thread.run_sync(typing_scenario, server.url, alice, bob)

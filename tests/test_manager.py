@@ -32,14 +32,14 @@ def make_manager(groups: dict[int, frozenset[int]] | None = None) -> Manager:
 
 
 def connect(manager: Manager, user_id: int, queue: int = 4, session: str | None = None
-            ) -> tuple[Conn, trio.MemoryReceiveChannel[str]]:
-    send, receive = trio.open_memory_channel[str](queue)
+            ) -> tuple[Conn, trio.MemoryReceiveChannel[bytes]]:
+    send, receive = trio.open_memory_channel[bytes](queue)
     conn = Conn(Identity(user_id, session_key=session), send)
     manager.register(conn)
     return conn, receive
 
 
-def drain(receive: trio.MemoryReceiveChannel[str]) -> list[str]:
+def drain(receive: trio.MemoryReceiveChannel[bytes]) -> list[bytes]:
     out = []
     while True:
         try:
@@ -68,7 +68,7 @@ def test_send_to_user_reaches_every_tab_with_the_same_text() -> None:
     _, r2 = connect(manager, 1)
     _, r3 = connect(manager, 2)
     assert manager.send_to_user(1, {"type": "x", "n": 1}) == 2
-    assert drain(r1) == drain(r2) == ['{"type":"x","n":1}'] and drain(r3) == []
+    assert drain(r1) == drain(r2) == [b'{"type":"x","n":1}'] and drain(r3) == []
 
 
 def test_full_queue_closes_only_the_slow_consumer_after_its_queued_frames() -> None:
@@ -76,9 +76,9 @@ def test_full_queue_closes_only_the_slow_consumer_after_its_queued_frames() -> N
     slow, r_slow = connect(manager, 1, queue=2)
     _, r_ok = connect(manager, 2, queue=100)
     for i in range(5):
-        manager.dispatch(ToAll(), f"f{i}", "broadcast")
-    assert drain(r_ok) == [f"f{i}" for i in range(5)]
-    assert drain(r_slow) == ["f0", "f1"]  # what was queued, then end of channel
+        manager.dispatch(ToAll(), f"f{i}".encode(), "broadcast")
+    assert drain(r_ok) == [f"f{i}".encode() for i in range(5)]
+    assert drain(r_slow) == [b"f0", b"f1"]  # what was queued, then end of channel
     assert slow.close_code == CloseCode.SLOW_CONSUMER and not manager.is_online(1)
     assert manager.metrics.slow_consumers._value.get() == 1
 
@@ -88,7 +88,7 @@ async def test_broadcast_to_group_uses_accepted_members() -> None:
     _, r1 = connect(manager, 1)
     _, r3 = connect(manager, 3)
     assert await manager.broadcast_to_group(7, {"type": "x"}) == 1
-    assert drain(r1) == ['{"type":"x"}'] and drain(r3) == []
+    assert drain(r1) == [b'{"type":"x"}'] and drain(r3) == []
     assert await manager.broadcast_to_group(8, {"type": "x"}) == 0
 
 

@@ -82,3 +82,9 @@ def test_error_and_ack_frames() -> None:
         "type": "error", "code": "forbidden", "message": "no", "client_id": "c1"}
     assert json.loads(protocol.encode_ack("c1", 7, "t", True)) == {
         "type": "ack", "client_id": "c1", "id": 7, "timestamp": "t", "persisted": True}
+
+
+def test_deep_nesting_is_refused_cleanly() -> None:
+    for raw in ("[" * 5000 + "]" * 5000, '{"type":"private","to":1,"content":'
+                + "[" * 5000 + "]" * 5000 + "}"):
+        assert code_of(raw)[0] in (ErrorCode.INVALID_MESSAGE, ErrorCode.INVALID_JSON)

@@ -213,7 +213,7 @@ async def test_bad_since_is_refused_with_400(server: TestServer, query: str) -> 
 
 
 def test_frame_id_reads_the_id_without_decoding() -> None:
-    assert frame_id('{"type":"private","id":123,"from":1}') == 123
-    assert frame_id('{"type":"notification","id":9,"subtype":"x"}') == 9
-    assert frame_id('{"type":"broadcast","from":1,"content":"\\"id\\":5"}') is None
-    assert frame_id('{"type":"presence","user_id":1}') is None
+    assert frame_id(b'{"type":"private","id":123,"from":1}') == 123
+    assert frame_id(b'{"type":"notification","id":9,"subtype":"x"}') == 9
+    assert frame_id(b'{"type":"broadcast","from":1,"content":"\\"id\\":5"}') is None
+    assert frame_id(b'{"type":"presence","user_id":1}') is None

@@ -8,6 +8,7 @@ socket. When either ends the other is cancelled, and the connection is unregiste
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -32,8 +33,10 @@ log = logging.getLogger("trionet.connection")
 
 #: continuous rate limiting for this long closes the connection with 1008
 ABUSE_SECONDS = 10.0
-#: most frames the writer joins into one WebSocket message when coalescing
-COALESCE_MAX = 64
+#: most queued frames the writer sends in one write (joined into one message when coalescing)
+COALESCE_MAX = 128
+#: how long the server waits for the peer to answer its close before dropping the socket
+CLOSE_WAIT_SECONDS = 2.0
 #: how long after connecting a resuming connection checks resends and replayed ids
 DEDUPE_SECONDS = 60.0
 
@@ -49,7 +52,10 @@ class Transport(Protocol):
         """The next message: text, or bytes for a binary one; raises :class:`ConnectionGone`."""
         ...
 
-    async def send(self, data: str) -> None: ...
+    async def send_frames(self, payloads: Sequence[bytes], joined: bool) -> None:
+        """Send encoded frames (UTF-8 JSON), in order: one text message each, or with
+        ``joined`` one text message of them all separated by newlines."""
+        ...
 
     async def close(self, code: int, reason: str = "") -> None: ...
 
@@ -91,15 +97,17 @@ class _Session:
                 data = await self.ws.receive()
             except ConnectionGone:
                 return
+            if self.conn.closed:
+                continue  # closing: read (and drop) until the peer's close arrives
             if isinstance(data, str):
                 size = len(data)
                 if size > max_bytes // 4 and len(data.encode()) > max_bytes:
                     self.manager.close(self.conn, CloseCode.MESSAGE_TOO_BIG)
-                    return
+                    continue
             else:  # bytes, or None for an empty binary frame
                 if data is not None and len(data) > max_bytes:
                     self.manager.close(self.conn, CloseCode.MESSAGE_TOO_BIG)
-                    return
+                    continue
                 frames_in.labels("binary").inc()
                 self.error(ErrorCode.BINARY_FRAME,
                            "binary frames are not supported; send JSON text")
@@ -111,7 +119,7 @@ class _Session:
                     self.limited_since = now
                 elif now - self.limited_since >= ABUSE_SECONDS:
                     self.manager.close(self.conn, CloseCode.POLICY_VIOLATION)
-                    return
+                    continue
                 self.error(ErrorCode.RATE_LIMITED, "too many frames; slow down")
                 continue
             self.limited_since = None
@@ -215,59 +223,47 @@ class _Session:
             self.conn.user_id, since=since, since_notification=since_notification, limit=limit)
         frames, gap_from = plan_replay(messages, notifications, limit)
         svc.metrics.replays.inc()
+        out: list[bytes] = []
         if gap_from is not None:
-            await self.ws.send(protocol.encode({"type": "sync_gap", "from_id": gap_from}))
+            out.append(protocol.encode({"type": "sync_gap", "from_id": gap_from}))
         self.replayed = {fid for fid, _ in frames}
-        for start in range(0, len(frames), COALESCE_MAX):
-            chunk = [protocol.encode(f) for _, f in frames[start:start + COALESCE_MAX]]
-            if self.coalesce:
-                await self.ws.send("\n".join(chunk))
-            else:
-                for text in chunk:
-                    await self.ws.send(text)
+        out += [protocol.encode(f) for _, f in frames]
         last_id = max((m.id for m in messages if m.id in self.replayed), default=since)
         last_note = max((n.id for n in notifications if n.id in self.replayed),
                         default=since_notification)
         synced: dict[str, object] = {"type": "synced", "last_id": last_id}
         if since_notification is not None:
             synced["last_notification_id"] = last_note
-        await self.ws.send(protocol.encode(synced))
+        out.append(protocol.encode(synced))
+        for start in range(0, len(out), COALESCE_MAX):
+            await self.ws.send_frames(out[start:start + COALESCE_MAX], self.coalesce)
         self.dedupe_until = trio.current_time() + DEDUPE_SECONDS
 
-    def already_replayed(self, frame: str) -> bool:
+    def already_replayed(self, frame: bytes) -> bool:
         if trio.current_time() > self.dedupe_until:
             self.replayed = _NOTHING_REPLAYED
             return False
         fid = frame_id(frame)
         return fid is not None and fid in self.replayed
 
-    async def writer(self, outbox: trio.MemoryReceiveChannel[str],
+    async def writer(self, outbox: trio.MemoryReceiveChannel[bytes],
                      resume: tuple[int, int | None] | None) -> None:
         if resume is not None:
             await self.replay(*resume)
-        send = self.ws.send
-        coalesce = self.coalesce
-        async for frame in outbox:
-            if self.replayed and self.already_replayed(frame):
-                continue
-            if coalesce:
-                more: list[str] | None = None
-                while True:
-                    try:
-                        nxt = outbox.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    if self.replayed and self.already_replayed(nxt):
-                        continue
-                    if more is None:
-                        more = [frame]
-                    more.append(nxt)
-                    if len(more) >= COALESCE_MAX:
-                        break
-                if more is not None:
-                    frame = "\n".join(more)
-            await send(frame)
-            await trio.lowlevel.checkpoint()
+        send_frames = self.ws.send_frames
+        joined = self.coalesce
+        async for first in outbox:
+            batch = [first]  # everything queued goes out in one write
+            while len(batch) < COALESCE_MAX:
+                try:
+                    batch.append(outbox.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            if self.replayed:
+                batch = [f for f in batch if not self.already_replayed(f)]
+                if not batch:
+                    continue
+            await send_frames(batch, joined)
         # the manager ended this connection: queued frames are out, now the close
         code = self.conn.close_code or 1000
         await self.ws.close(code, _REASONS.get(code, ""))
@@ -297,7 +293,7 @@ async def serve_connection(
     ``docs/protocol.md``, Resume); it is registered for live delivery before the replay query,
     so nothing falls between the two.
     """
-    send, receive = trio.open_memory_channel[str](services.settings.send_queue)
+    send, receive = trio.open_memory_channel[bytes](services.settings.send_queue)
     conn = Conn(identity, send)
     session = _Session(services, conn, ws)
     session.coalesce = coalesce
@@ -313,13 +309,16 @@ async def serve_connection(
                 try:
                     await session.writer(receive, resume)
                 finally:
-                    nursery.cancel_scope.cancel()
+                    # the close is sent: give the peer a moment to answer it, so the socket
+                    # is not shut while its data is in flight (which would reset the
+                    # connection and lose the close frame)
+                    nursery.cancel_scope.deadline = trio.current_time() + CLOSE_WAIT_SECONDS
 
             nursery.start_soon(run_writer)
-            # the reader runs in this task: one task fewer per connection
+            # the reader runs in this task: one task fewer per connection; it returns when
+            # the peer disconnects, after a server-side close once the peer has answered it
             await session.reader()
-            if not conn.closed:  # else the writer is finishing a server-side close
-                nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
     finally:
         services.manager.unregister(conn)
         services.open_handlers -= 1

@@ -35,7 +35,7 @@ class Conn:
     __slots__ = ("id", "user_id", "identity", "outbox", "close_code", "closed", "__weakref__")
     _ids = itertools.count(1)
 
-    def __init__(self, identity: Identity, outbox: trio.MemorySendChannel[str]) -> None:
+    def __init__(self, identity: Identity, outbox: trio.MemorySendChannel[bytes]) -> None:
         self.id = next(self._ids)
         self.user_id = identity.user_id
         self.identity = identity
@@ -43,8 +43,8 @@ class Conn:
         self.close_code: int | None = None
         self.closed = False
 
-    def push(self, frame: str) -> bool:
-        """Queue a frame; False when the outbox is full (a slow consumer)."""
+    def push(self, frame: bytes) -> bool:
+        """Queue an encoded frame; False when the outbox is full (a slow consumer)."""
         if self.closed:
             return True
         try:
@@ -161,7 +161,7 @@ class Manager:
 
     # -- routing ----------------------------------------------------------------------------
 
-    def dispatch(self, target: Target, frame: str, kind: str) -> int:
+    def dispatch(self, target: Target, frame: bytes, kind: str) -> int:
         """Queue ``frame`` for every connection ``target`` addresses; returns how many.
 
         This is the one place frames fan out; a backplane publishes from here too.
@@ -183,29 +183,28 @@ class Manager:
         self.metrics.deliveries.inc(sent)
         return sent
 
-    def reply(self, conn: Conn, frame: str) -> None:
+    def reply(self, conn: Conn, frame: bytes) -> None:
         """Queue a frame for one connection (an ack or an error)."""
         if not conn.push(frame):
             self.metrics.slow_consumers.inc()
             self.close(conn, CloseCode.SLOW_CONSUMER)
 
-    def send_to_user(self, user_id: int, frame: dict[str, Any] | str) -> int:
-        """Push a frame to every connection of one user (not persisted)."""
-        text = frame if isinstance(frame, str) else protocol.encode(frame)
-        return self.dispatch(ToUsers((user_id,)), text, _kind(frame))
+    def send_to_user(self, user_id: int, frame: dict[str, Any] | str | bytes) -> int:
+        """Push a frame (a dict, or JSON text) to every connection of one user; not persisted."""
+        return self.dispatch(ToUsers((user_id,)), _encoded(frame), _kind(frame))
 
-    async def broadcast_to_group(self, group_id: int, frame: dict[str, Any] | str) -> int:
+    async def broadcast_to_group(
+        self, group_id: int, frame: dict[str, Any] | str | bytes
+    ) -> int:
         """Push a frame to every connection of the group's accepted members (not persisted)."""
         members = await self.membership.members(group_id)
         if not members:
             return 0
-        text = frame if isinstance(frame, str) else protocol.encode(frame)
-        return self.dispatch(group_target(members, None), text, _kind(frame))
+        return self.dispatch(group_target(members, None), _encoded(frame), _kind(frame))
 
-    def broadcast_to_all(self, frame: dict[str, Any] | str) -> int:
+    def broadcast_to_all(self, frame: dict[str, Any] | str | bytes) -> int:
         """Push a frame to every connection (not persisted)."""
-        text = frame if isinstance(frame, str) else protocol.encode(frame)
-        return self.dispatch(ToAll(), text, _kind(frame))
+        return self.dispatch(ToAll(), _encoded(frame), _kind(frame))
 
     def membership_changed(self, group_id: int) -> None:
         """Call when a group's membership changed outside trionet's API."""
@@ -290,7 +289,15 @@ class Manager:
             self.end_expired()
 
 
-def _kind(frame: dict[str, Any] | str) -> str:
+def _kind(frame: dict[str, Any] | str | bytes) -> str:
+    if isinstance(frame, dict):
+        return str(frame.get("type", "custom"))
+    return "custom"
+
+
+def _encoded(frame: dict[str, Any] | str | bytes) -> bytes:
+    if isinstance(frame, bytes):
+        return frame
     if isinstance(frame, str):
-        return "custom"
-    return str(frame.get("type", "custom"))
+        return frame.encode()
+    return protocol.encode(frame)

@@ -76,7 +76,7 @@ _encoder = msgspec.json.Encoder()
 def _client_id_of(raw: str | bytes) -> str | None:
     try:
         obj = _loose.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return None
     if isinstance(obj, dict):
         cid = obj.get("client_id")
@@ -97,6 +97,8 @@ def decode_client_frame(raw: str | bytes, *, max_content_chars: int) -> ClientFr
         raise FrameError(ErrorCode.INVALID_MESSAGE, text, cid) from None
     except msgspec.DecodeError as exc:
         raise FrameError(ErrorCode.INVALID_JSON, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise FrameError(ErrorCode.INVALID_MESSAGE, "JSON nested too deeply") from None
     content = getattr(frame, "content", None)
     if content is not None and len(content) > max_content_chars:
         raise FrameError(
@@ -107,16 +109,16 @@ def decode_client_frame(raw: str | bytes, *, max_content_chars: int) -> ClientFr
     return frame
 
 
-def encode(frame: dict[str, Any]) -> str:
-    """One server frame as JSON text."""
-    return _encoder.encode(frame).decode()
+def encode(frame: dict[str, Any]) -> bytes:
+    """One server frame as UTF-8 JSON (what a text frame carries)."""
+    return _encoder.encode(frame)
 
 
-def encode_error(code: str, message: str, client_id: str | None = None) -> str:
+def encode_error(code: str, message: str, client_id: str | None = None) -> bytes:
     return encode({"type": "error", "code": code, "message": message, "client_id": client_id})
 
 
-def encode_ack(client_id: str, id_: int | None, timestamp: str, persisted: bool) -> str:
+def encode_ack(client_id: str, id_: int | None, timestamp: str, persisted: bool) -> bytes:
     return encode(
         {
             "type": "ack",

@@ -27,16 +27,16 @@ def plan_replay(
     return frames, (frames[0][0] if gap and frames else None)
 
 
-def frame_id(text: str) -> int | None:
+def frame_id(data: bytes) -> int | None:
     """The ``id`` of an encoded server frame, read without decoding the JSON.
 
     Frames that carry one are encoded ``{"type":"...","id":<digits>,...}``.
     """
-    start = text.find(',"id":', 8, 40)
+    start = data.find(b',"id":', 8, 40)
     if start < 0:
         return None
     start += 6
     end = start
-    while end < len(text) and text[end].isdigit():
+    while end < len(data) and 48 <= data[end] <= 57:
         end += 1
-    return int(text[start:end]) if end > start else None
+    return int(data[start:end]) if end > start else None

@@ -16,43 +16,22 @@ from werkzeug.http import parse_cookie
 
 from .. import protocol
 from ..app import Services
-from ..connection import ConnectionGone, serve_connection
+from ..connection import Transport, serve_connection
 from ..errors import ErrorCode
 from ..interfaces import Handshake, Identity
+from ..transport import AsgiTransport, direct_transport
 from .common import origin_allowed
 
-__all__ = ["AsgiTransport", "WebSocketEndpoint"]
+__all__ = ["DIRECT_WRITES", "WebSocketEndpoint"]
+
+#: write outgoing frames straight to hypercorn's socket when the connection allows it
+#: (see trionet/_direct.py); False sends every frame through ASGI
+DIRECT_WRITES = True
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class AsgiTransport:
-    """A connection's socket side, straight on the ASGI ``receive`` and ``send``."""
-
-    __slots__ = ("_receive", "_send")
-
-    def __init__(self, receive: Receive, send: Send) -> None:
-        self._receive = receive
-        self._send = send
-
-    async def receive(self) -> str | bytes | None:
-        event = await self._receive()
-        if event["type"] == "websocket.receive":
-            text = event.get("text")
-            if text is not None:
-                return str(text)
-            data = event.get("bytes")
-            return bytes(data) if data is not None else b""
-        raise ConnectionGone(event.get("code", 1006))
-
-    async def send(self, data: str) -> None:
-        await self._send({"type": "websocket.send", "text": data})
-
-    async def close(self, code: int, reason: str = "") -> None:
-        await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
 
 class WebSocketEndpoint:
@@ -107,7 +86,10 @@ class WebSocketEndpoint:
         # nothing of the handshake is kept for the connection's lifetime
         del headers, handshake, params, scope, event
         await send({"type": "websocket.accept"})
-        await serve_connection(svc, AsgiTransport(receive, send), identity,
+        transport: Transport = AsgiTransport(receive, send)
+        if DIRECT_WRITES:
+            transport = direct_transport(receive, send) or transport
+        await serve_connection(svc, transport, identity,
                                coalesce=coalesce, since=since,
                                since_notification=since_notification if since is not None
                                else None)
@@ -127,7 +109,7 @@ def _query(raw: bytes) -> dict[str, str]:
 
 
 async def _reject(send: Send, status: int, code: str, message: str) -> None:
-    body = protocol.encode({"error": {"code": code, "message": message}}).encode()
+    body = protocol.encode({"error": {"code": code, "message": message}})
     await send({
         "type": "websocket.http.response.start",
         "status": status,

@@ -102,6 +102,9 @@ class GroupCommitter:
             nursery.start_soon(self._retry_loop)
             task_status.started()
             async for first in self._recv:
+                # one scheduling round: readers that are ready to submit join this batch,
+                # so under load a commit (and every recipient's write) carries more messages
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 batch = [first]
                 while len(batch) < MAX_BATCH:
                     try:

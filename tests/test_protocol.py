@@ -29,7 +29,7 @@ def test_private_frame_decodes() -> None:
 @pytest.mark.parametrize("gid", ['"456"', "456"])
 def test_group_id_as_string_or_int(gid: str) -> None:
     frame = decode('{"type":"group","group_id":' + gid + ',"content":"x"}')
-    assert isinstance(frame, protocol.GroupIn) and frame.group == 456
+    assert isinstance(frame, protocol.GroupIn) and int(frame.group_id) == 456
 
 
 def test_invalid_json() -> None:

@@ -48,7 +48,8 @@ async def test_delivery_works_with_and_without_direct_writes(
                 server.connect(a) as wa:
             for i in range(30):
                 await TestServer.send_json(wa, {"type": "private", "to": b.id,
-                                                "content": "é" * (i * 300 + 1), "client_id": str(i)})
+                                                "content": "é" * (i * 300 + 1),
+                                                "client_id": str(i)})
             for i in range(30):
                 assert (await TestServer.receive_json(wb))["content"] == "é" * (i * 300 + 1)
             got: list[str] = []

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import trio
@@ -21,10 +22,12 @@ from .auth import ChainResolver, CookieSessionResolver, JwtResolver, LoginThrott
 from .committer import GroupCommitter
 from .dedupe import RecentSends
 from .errors import ApiError, ErrorCode
+from .ext_typing import DEFAULT_TYPES
 from .ids import IdAllocator
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
 from .manager import Manager
 from .membership import MembershipCache
+from .messagetypes import MessageType, MessageTypes
 from .metrics import Metrics
 from .presence import Presence
 from .settings import Settings, SettingsError
@@ -62,8 +65,10 @@ class Services:
         resolver: SessionResolver | None,
         groups: GroupMemberFetcher | None,
         persister: MessagePersister | None,
+        message_types: Sequence[MessageType] = (),
     ) -> None:
         self.settings = settings
+        self.message_types = MessageTypes((*DEFAULT_TYPES, *message_types))
         self.db = Database(settings.database, synchronous=settings.db_synchronous)
         if resolver is None:
             chain: list[SessionResolver] = [CookieSessionResolver(self.db, settings.cookie_name)]
@@ -202,14 +207,17 @@ def create_app(
     resolver: SessionResolver | None = None,
     groups: GroupMemberFetcher | None = None,
     persister: MessagePersister | None = None,
+    message_types: Sequence[MessageType] = (),
 ) -> QuartTrio:
-    """Build a trionet app. Unset parts use the defaults backed by the SQLite database."""
+    """Build a trionet app. Unset parts use the defaults backed by the SQLite database;
+    ``message_types`` adds application-defined frame types to the built-in ones."""
     settings = settings or Settings.from_env()
     app = QuartTrio("trionet")
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_timeout
     app.config["JSON_SORT_KEYS"] = False
-    services = Services(settings, resolver=resolver, groups=groups, persister=persister)
+    services = Services(settings, resolver=resolver, groups=groups, persister=persister,
+                        message_types=message_types)
     app.extensions["trionet"] = services
 
     from .api import register_blueprints

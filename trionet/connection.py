@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
 from . import protocol
+from .clock import now_iso
 from .committer import Pending
 from .errors import CloseCode, ErrorCode, FrameError
 from .frames import message_frame
 from .ids import id_to_iso
 from .interfaces import Identity, MessageRecord
 from .manager import Conn
+from .messagetypes import MessageType
 from .ratelimit import TokenBucket
 from .resume import frame_id, plan_replay
-from .routing import ToAll, group_target, private_target
 
 if TYPE_CHECKING:
     from .app import Services
@@ -67,7 +68,7 @@ class _Session:
     """What the reader and the writer of one connection share."""
 
     __slots__ = ("services", "settings", "manager", "conn", "ws", "bucket", "limited_since",
-                 "coalesce", "replayed", "dedupe_until", "check_store_until")
+                 "coalesce", "replayed", "dedupe_until", "check_store_until", "type_buckets")
 
     def __init__(self, services: Services, conn: Conn, ws: Transport) -> None:
         self.services = services
@@ -84,6 +85,7 @@ class _Session:
         self.dedupe_until = 0.0
         #: until when a resend is also looked up in the store (resuming connections)
         self.check_store_until = 0.0
+        self.type_buckets: dict[str, TokenBucket] | None = None
 
     def error(self, code: str, message: str, client_id: str | None = None) -> None:
         self.services.metrics.errors.labels(code).inc()
@@ -132,49 +134,77 @@ class _Session:
                 self.error(ErrorCode.INTERNAL, "internal error; the frame was not processed")
 
     async def handle(self, raw: str) -> None:
-        frame = protocol.decode_client_frame(raw, max_content_chars=self.settings.max_content_chars)
-        self.services.metrics.frames_in.labels(frame.__struct_config__.tag or "").inc()
-        user_id = self.conn.user_id
-        if isinstance(frame, protocol.PrivateIn):
-            if not await self.services.user_exists(frame.to):
-                raise FrameError(ErrorCode.UNKNOWN_USER, f"no user {frame.to}", frame.client_id)
-            if await self._resent(frame.client_id):
-                return
-            self._check_available(frame.client_id)
-            mid = self.manager.ids.next()
-            record = MessageRecord(id=mid, kind="private", sender_id=user_id, content=frame.content,
-                                   created_at=id_to_iso(mid), recipient_id=frame.to,
-                                   client_id=frame.client_id)
-            await self._submit(record, private_target(user_id, frame.to, self.conn))
-        elif isinstance(frame, protocol.GroupIn):
-            gid = frame.group
-            members = await self.manager.membership.members(gid)
-            if members is None or user_id not in members:
-                raise FrameError(ErrorCode.NOT_MEMBER, f"you are not a member of group {gid}",
-                                 frame.client_id)
-            if await self._resent(frame.client_id):
-                return
-            self._check_available(frame.client_id)
-            mid = self.manager.ids.next()
-            record = MessageRecord(id=mid, kind="group", sender_id=user_id, content=frame.content,
-                                   created_at=id_to_iso(mid), group_id=gid,
-                                   client_id=frame.client_id)
-            await self._submit(record, group_target(members, self.conn))
-        elif isinstance(frame, protocol.BroadcastIn):
-            if not await self.services.is_admin(user_id):
-                raise FrameError(ErrorCode.FORBIDDEN, "only admins may broadcast", frame.client_id)
-            ts = id_to_iso(self.manager.ids.next())
-            self.manager.dispatch(ToAll(), protocol.encode(
-                {"type": "broadcast", "from": user_id, "content": frame.content, "timestamp": ts}
-            ), "broadcast")
-            if frame.client_id is not None:
-                self.manager.reply(self.conn, protocol.encode_ack(frame.client_id, None, ts, False))
-        elif isinstance(frame, protocol.PingIn):
+        types = self.services.message_types
+        frame = protocol.decode_client_frame(
+            raw, max_content_chars=self.settings.max_content_chars, types=types)
+        name = frame.__struct_config__.tag
+        if name == "ping":
             self.manager.reply(self.conn, protocol.encode({"type": "pong",
                                                            "client_id": frame.client_id}))
-        else:  # NotificationIn
-            cid = frame.client_id if isinstance(frame.client_id, str) else None
-            raise FrameError(ErrorCode.FORBIDDEN, "notifications are sent by the server only", cid)
+            return
+        mtype = types.by_name[name]
+        self.services.metrics.frames_in.labels(name).inc()
+        if mtype.rate is not None:
+            self._take_type_token(mtype, frame)
+        route = await mtype.route(self, frame)
+        client_id = frame.client_id
+        if mtype.persisted:
+            if route.kind is None:
+                raise RuntimeError(f"persisted type {name!r} was routed to no user or group")
+            if await self._resent(client_id):
+                return
+            self._check_available(client_id)
+            mid = self.manager.ids.next()
+            builtin = name in ("private", "group")
+            record = MessageRecord(
+                id=mid, kind=route.kind, sender_id=self.conn.user_id,
+                content=frame.content if builtin else protocol.encode(
+                    mtype.payload(frame)).decode(),
+                created_at=id_to_iso(mid), recipient_id=route.scope.get("to"),
+                group_id=route.scope.get("group_id"), client_id=client_id,
+                subtype=None if builtin else name,
+            )
+            await self._submit(record, route.target)
+            return
+        ts = now_iso()
+        out = {"type": name, "from": self.conn.user_id, **route.scope, **mtype.payload(frame),
+               "timestamp": ts}
+        self.manager.dispatch(route.target, protocol.encode(out), name)
+        if client_id is not None:
+            self.manager.reply(self.conn, protocol.encode_ack(client_id, None, ts, False))
+
+    def _take_type_token(self, mtype: MessageType, frame: Any) -> None:
+        buckets = self.type_buckets
+        if buckets is None:
+            buckets = self.type_buckets = {}
+        bucket = buckets.get(mtype.name)
+        now = trio.current_time()
+        if bucket is None:
+            assert mtype.rate is not None
+            bucket = buckets[mtype.name] = TokenBucket(mtype.rate, mtype.rate * 2, now)
+        if not bucket.take(now):
+            self.services.metrics.rate_limited.inc()
+            raise FrameError(ErrorCode.RATE_LIMITED,
+                             f"too many {mtype.name} frames; slow down", frame.client_id)
+
+    # -- RouteContext, for the message types' routers ---------------------------------------
+
+    @property
+    def sender_id(self) -> int:
+        return self.conn.user_id
+
+    @property
+    def origin(self) -> Conn:
+        return self.conn
+
+    async def user_exists(self, user_id: int) -> bool:
+        return await self.services.user_exists(user_id)
+
+    async def group_members(self, group_id: int) -> frozenset[int] | None:
+        return await self.manager.membership.members(group_id)
+
+    async def is_admin(self, user_id: int) -> bool:
+        return await self.services.is_admin(user_id)
 
     def _check_available(self, client_id: str | None) -> None:
         committer = self.manager.committer

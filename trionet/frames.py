@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .interfaces import MessageRecord, NotificationRecord
@@ -13,7 +14,21 @@ RESERVED_NOTIFICATION_KEYS = frozenset({"type", "id", "subtype", "message", "tim
 
 
 def message_frame(record: MessageRecord) -> dict[str, Any]:
-    """The ``private`` or ``group`` frame of a message (``type`` and ``id`` first)."""
+    """The frame of a stored message (``type`` and ``id`` first): ``private`` or ``group``,
+    or an application-defined persisted type with its payload fields."""
+    if record.subtype is not None:
+        frame: dict[str, Any] = {"type": record.subtype, "id": record.id,
+                                 "from": record.sender_id}
+        if record.kind == "group":
+            frame["group_id"] = record.group_id
+        else:
+            frame["to"] = record.recipient_id
+        payload = json.loads(record.content)
+        if isinstance(payload, dict):
+            for key, value in payload.items():
+                frame.setdefault(key, value)
+        frame["timestamp"] = record.created_at
+        return frame
     if record.kind == "group":
         return {"type": "group", "id": record.id, "from": record.sender_id,
                 "group_id": record.group_id, "content": record.content,

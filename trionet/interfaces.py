@@ -56,6 +56,9 @@ class MessageRecord:
     recipient_id: int | None = None
     group_id: int | None = None
     client_id: str | None = None
+    #: an application-defined persisted type (see trionet.messagetypes); ``content`` then
+    #: holds its payload as JSON. None for plain private and group messages.
+    subtype: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

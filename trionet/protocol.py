@@ -5,11 +5,19 @@ No I/O and no trio here; see ``docs/protocol.md`` for every frame.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
 from .errors import ErrorCode, FrameError
+from .messagetypes import (
+    BroadcastIn,
+    GroupIn,
+    MessageTypes,
+    NotificationIn,
+    PingIn,
+    PrivateIn,
+)
 
 __all__ = [
     "BroadcastIn",
@@ -19,56 +27,25 @@ __all__ = [
     "PingIn",
     "PrivateIn",
     "decode_client_frame",
+    "default_types",
     "encode",
     "encode_ack",
     "encode_error",
 ]
 
-MAX_ID = 2**53 - 1
-UserId = Annotated[int, msgspec.Meta(gt=0, le=MAX_ID)]
-ClientId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Content = Annotated[str, msgspec.Meta(min_length=1)]
+ClientFrame = Any
+_default: MessageTypes | None = None
 
 
-class _In(msgspec.Struct, tag_field="type", forbid_unknown_fields=True):
-    pass
+def default_types() -> MessageTypes:
+    """The registry of the built-in types (and ``typing``), built on first use."""
+    global _default
+    if _default is None:
+        from .ext_typing import DEFAULT_TYPES
 
+        _default = MessageTypes(DEFAULT_TYPES)
+    return _default
 
-class PrivateIn(_In, tag="private"):
-    to: UserId
-    content: Content
-    client_id: ClientId | None = None
-
-
-class GroupIn(_In, tag="group"):
-    group_id: UserId | Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{0,15}$")]
-    content: Content
-    client_id: ClientId | None = None
-
-    @property
-    def group(self) -> int:
-        return int(self.group_id)
-
-
-class BroadcastIn(_In, tag="broadcast"):
-    content: Content
-    client_id: ClientId | None = None
-
-
-class PingIn(_In, tag="ping"):
-    client_id: ClientId | None = None
-
-
-class NotificationIn(msgspec.Struct, tag_field="type", tag="notification"):
-    """Accepted by the decoder only to be refused with ``forbidden``: notifications are
-    server-originated."""
-
-    client_id: Any = None
-
-
-ClientFrame = PrivateIn | GroupIn | BroadcastIn | PingIn | NotificationIn
-
-_decoder = msgspec.json.Decoder(ClientFrame)
 _loose = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
@@ -85,10 +62,14 @@ def _client_id_of(raw: str | bytes) -> str | None:
     return None
 
 
-def decode_client_frame(raw: str | bytes, *, max_content_chars: int) -> ClientFrame:
-    """Decode one text frame; raises :class:`FrameError` with the code to answer."""
+def decode_client_frame(
+    raw: str | bytes, *, max_content_chars: int, types: MessageTypes | None = None
+) -> ClientFrame:
+    """Decode one text frame against ``types`` (default: the built-in types); raises
+    :class:`FrameError` with the code to answer."""
+    decoder = (types or default_types()).decoder
     try:
-        frame: ClientFrame = _decoder.decode(raw)
+        frame: ClientFrame = decoder.decode(raw)
     except msgspec.ValidationError as exc:
         text = str(exc)
         cid = _client_id_of(raw)

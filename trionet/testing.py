@@ -23,7 +23,7 @@ import json
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from .app import Services, create_app, services_of
 from .auth import hash_password, hash_token, make_jwt, new_token
 from .clock import now_iso
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
+from .messagetypes import MessageType
 from .server import serve
 from .settings import Settings
 from .storage import accounts
@@ -186,6 +187,7 @@ async def running_server(
     persister: MessagePersister | None = None,
     database: str | Path | None = None,
     port: int = 0,
+    message_types: Sequence[MessageType] = (),
 ) -> AsyncIterator[TestServer]:
     """Serve a fresh trionet app on a free 127.0.0.1 port for the duration of the block.
 
@@ -200,7 +202,8 @@ async def running_server(
             else str(Path(tmp) / "trionet.db")
         )
         final = base.replace(host="127.0.0.1", port=port, database=db_path)
-        app = create_app(final, resolver=resolver, groups=groups, persister=persister)
+        app = create_app(final, resolver=resolver, groups=groups, persister=persister,
+                         message_types=message_types)
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
             stopped = trio.Event()

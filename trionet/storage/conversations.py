@@ -44,7 +44,7 @@ def conversation_page(
         params.append(before_id)
     rows = conn.execute(
         "SELECT c.peer_id, u.username, m.id, m.kind, m.sender_id, m.recipient_id, m.group_id,"
-        " m.content, m.client_id, m.created_at"
+        " m.content, m.client_id, m.created_at, m.subtype"
         " FROM conversations c JOIN messages m ON m.id = c.last_message_id"
         " LEFT JOIN users u ON u.id = c.peer_id"
         f" WHERE {where} ORDER BY c.last_message_id DESC LIMIT ? OFFSET ?",

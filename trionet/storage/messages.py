@@ -17,7 +17,9 @@ __all__ = [
     "row_to_message",
 ]
 
-_MSG_COLS = "id, kind, sender_id, recipient_id, group_id, content, client_id, created_at"
+_MSG_COLS = (
+    "id, kind, sender_id, recipient_id, group_id, content, client_id, created_at, subtype"
+)
 
 
 def insert_batch(
@@ -29,14 +31,14 @@ def insert_batch(
     if messages:
         conn.executemany(
             "INSERT OR IGNORE INTO messages (id, kind, sender_id, recipient_id, group_id,"
-            " peer_lo, peer_hi, content, client_id, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " peer_lo, peer_hi, content, client_id, created_at, subtype)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     m.id, m.kind, m.sender_id, m.recipient_id, m.group_id,
                     None if m.recipient_id is None else min(m.sender_id, m.recipient_id),
                     None if m.recipient_id is None else max(m.sender_id, m.recipient_id),
-                    m.content, m.client_id, m.created_at,
+                    m.content, m.client_id, m.created_at, m.subtype,
                 )
                 for m in messages
             ],
@@ -53,7 +55,7 @@ def insert_batch(
 
 
 def row_to_message(row: sqlite3.Row | tuple[object, ...]) -> MessageRecord:
-    id_, kind, sender, recipient, group, content, client_id, created = tuple(row)
+    id_, kind, sender, recipient, group, content, client_id, created, subtype = tuple(row)
     return MessageRecord(
         id=int(id_),
         kind=str(kind),
@@ -63,6 +65,7 @@ def row_to_message(row: sqlite3.Row | tuple[object, ...]) -> MessageRecord:
         content=str(content),
         client_id=None if client_id is None else str(client_id),
         created_at=str(created),
+        subtype=None if subtype is None else str(subtype),
     )
 
 

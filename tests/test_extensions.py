@@ -203,3 +203,31 @@ async def test_typing_needs_exactly_one_target_and_is_rate_limited(server: TestS
             codes = [(await recv(wa)).get("code") for _ in range(10)]
             # a burst of 4 (2 already spent on the refused frames above), then 2 per second
             assert "rate_limited" in codes and codes.count(None) >= 2
+
+
+# -- the guide's example runs ------------------------------------------------------------------
+
+
+def _guide_block(name: str) -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "extending.md").read_text()
+    for block in text.split("```python\n")[1:]:
+        code = block.split("```", 1)[0]
+        if code.startswith(f"# example: {name}\n"):
+            return code
+    raise AssertionError(f"no example {name!r} in docs/extending.md")
+
+
+async def test_the_extending_guide_example_runs() -> None:
+    import sys
+    import types
+
+    module = types.ModuleType("trionet_guide_extending")
+    sys.modules[module.__name__] = module  # msgspec resolves annotations through it
+    try:
+        exec(compile(_guide_block("extending-poll"), "docs/extending.md", "exec"),
+             module.__dict__)
+        await module.test_members_get_the_poll_and_it_stays_in_history()
+    finally:
+        del sys.modules[module.__name__]

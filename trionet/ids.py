@@ -48,11 +48,19 @@ def id_timestamp(id_: int) -> float:
     return ((id_ >> _SHIFT) + EPOCH_MS) / 1000
 
 
+_last_iso: tuple[int, str] = (-1, "")
+
+
 def id_to_iso(id_: int) -> str:
     """The allocation time of ``id_`` as an ISO 8601 UTC string with milliseconds."""
+    global _last_iso
     ms = (id_ >> _SHIFT) + EPOCH_MS
+    if _last_iso[0] == ms:  # ids come in bursts within one millisecond
+        return _last_iso[1]
     stamp = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-    return f"{stamp}{ms % 1000:03d}Z"
+    iso = f"{stamp}{ms % 1000:03d}Z"
+    _last_iso = (ms, iso)
+    return iso
 
 
 def id_at(seconds: float) -> int:

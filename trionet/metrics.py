@@ -47,6 +47,10 @@ class Metrics:
             "trionet_retry_buffer_depth", "Records waiting to be written again", registry=r
         )
         self.replays = Counter("trionet_replays", "Resume replays served", registry=r)
+        self.trio_tasks = Gauge(
+            "trionet_trio_tasks", "Live trio tasks in the process (counted at each scrape)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         """The exposition text."""

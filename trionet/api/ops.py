@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
+import trio
 from quart import Blueprint, Response, request
 
 from ..auth import bearer, same_secret
@@ -11,7 +12,7 @@ from ..errors import ApiError, ErrorCode
 from ..interfaces import Handshake
 from .common import json_response, services
 
-__all__ = ["bp"]
+__all__ = ["bp", "count_trio_tasks"]
 
 bp = Blueprint("ops", __name__)
 
@@ -37,6 +38,20 @@ async def readyz() -> Response:
     return json_response({"status": "ready"})
 
 
+def count_trio_tasks() -> int:
+    """Every live task of the running trio loop (walks the task tree from its root)."""
+    root = trio.lowlevel.current_root_task()
+    if root is None:
+        return 0
+    count, stack = 0, [root]
+    while stack:
+        task = stack.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return count
+
+
 @bp.get("/metrics")
 async def metrics() -> Response:
     svc = services()
@@ -45,4 +60,5 @@ async def metrics() -> Response:
         given = bearer(Handshake(headers=dict(request.headers), cookies={}))
         if given is None or not same_secret(given, key):
             raise ApiError(401, ErrorCode.UNAUTHORIZED, "the server API key is required")
+    svc.metrics.trio_tasks.set(count_trio_tasks())
     return Response(svc.metrics.render(), content_type="text/plain; version=0.0.4")

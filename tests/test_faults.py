@@ -154,18 +154,10 @@ async def test_peer_that_vanishes_without_close_is_dropped_and_shown_offline() -
     async with running_server(settings) as server:
         a, b = await server.create_user("a"), await server.create_user("b")
         await server.create_group("g", a, [b])
-        host, port = server.url.removeprefix("http://").split(":")
         with trio.fail_after(20):
             async with server.connect(a) as wa:
                 # b speaks just enough WebSocket to connect, then never reads or answers again
-                stream = await trio.open_tcp_stream(host, int(port))
-                await stream.send_all(
-                    b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                    b"Sec-WebSocket-Version: 13\r\n"
-                    + f"Cookie: trionet_session={b.token}\r\n\r\n".encode()
-                )
-                assert b" 101 " in await stream.receive_some(4096)
+                stream = await server.raw_websocket(b)
                 presence = await TestServer.receive_json(wa, ignore=())
                 assert presence["type"] == "presence" and presence["online"] is True
                 started = trio.current_time()

@@ -90,15 +90,9 @@ async def test_random_frames_get_errors_and_disturb_nobody(batch: list[str | byt
 
 async def test_invalid_utf8_text_frame_drops_only_that_connection(server: TestServer) -> None:
     a, b = await server.create_user("a"), await server.create_user("b")
-    host, port = server.url.removeprefix("http://").split(":")
     with trio.fail_after(10):
         async with server.connect(b) as wb:
-            stream = await trio.open_tcp_stream(host, int(port))
-            await stream.send_all(
-                b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                + f"Cookie: trionet_session={a.token}\r\n\r\n".encode())
-            assert b" 101 " in await stream.receive_some(4096)
+            stream = await server.raw_websocket(a)
             payload, mask = b"\xff\xfe\xfd", b"\x01\x02\x03\x04"
             masked = bytes(p ^ mask[i % 4] for i, p in enumerate(payload))
             await stream.send_all(bytes([0x81, 0x80 | len(payload)]) + mask + masked)

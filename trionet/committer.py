@@ -116,23 +116,18 @@ class GroupCommitter:
     async def _commit_and_deliver(self, batch: list[Pending]) -> None:
         assert self._nursery is not None
         if self._save_inline is not None:  # a commit that cannot block: no task, no timer
-            msgs = [p.message for p in batch if p.message is not None]
-            notes = [p.notification for p in batch if p.notification is not None]
+            msgs, notes = _records(batch)
             started = trio.current_time()
             try:
                 saved = self._save_inline(msgs, notes)
             except Exception:
                 log.exception("commit of %d records failed; will retry", len(batch))
                 self._metrics.persist_failures.inc()
-                saved = False
-                self._retry.extend(batch)
-                self._metrics.retry_depth.set(len(self._retry))
-                self._retry_wakeup.set()
+                self._to_retry(batch)
                 await self._finish(batch, False)
                 return
             if saved:
-                self._metrics.commit_seconds.observe(trio.current_time() - started)
-                self._metrics.batch_size.observe(len(batch))
+                self._observe(started, len(batch))
                 await self._finish(batch, True)
                 return
         done = trio.Event()
@@ -159,13 +154,19 @@ class GroupCommitter:
             if p.done is not None:
                 p.done.set()
 
-    async def _save(self, batch: Sequence[Pending]) -> None:
-        msgs = [p.message for p in batch if p.message is not None]
-        notes = [p.notification for p in batch if p.notification is not None]
-        started = trio.current_time()
-        await self._persister.save(msgs, notes)
+    def _observe(self, started: float, records: int) -> None:
         self._metrics.commit_seconds.observe(trio.current_time() - started)
-        self._metrics.batch_size.observe(len(batch))
+        self._metrics.batch_size.observe(records)
+
+    def _to_retry(self, batch: Sequence[Pending]) -> None:
+        self._retry.extend(batch)
+        self._metrics.retry_depth.set(len(self._retry))
+        self._retry_wakeup.set()
+
+    async def _save(self, batch: Sequence[Pending]) -> None:
+        started = trio.current_time()
+        await self._persister.save(*_records(batch))
+        self._observe(started, len(batch))
 
     async def _commit(self, batch: list[Pending], done: trio.Event, outcome: list[bool]) -> None:
         ok = False
@@ -184,9 +185,7 @@ class GroupCommitter:
             else:
                 self._unconfirmed -= len(batch)
             if not ok:
-                self._retry.extend(batch)
-                self._metrics.retry_depth.set(len(self._retry))
-                self._retry_wakeup.set()
+                self._to_retry(batch)
             done.set()
 
     async def _retry_loop(self) -> None:
@@ -220,3 +219,8 @@ class GroupCommitter:
         while not self.idle():  # noqa: ASYNC110 (polls a few counters, bounded by the caller)
             await trio.sleep(0.01)
         return True
+
+
+def _records(batch: Sequence[Pending]) -> tuple[list[MessageRecord], list[NotificationRecord]]:
+    return ([p.message for p in batch if p.message is not None],
+            [p.notification for p in batch if p.notification is not None])

@@ -151,6 +151,21 @@ class TestServer:
         async with trio_websocket.open_websocket_url(url, extra_headers=extra) as ws:
             yield ws
 
+    async def raw_websocket(self, user: TestUser) -> trio.SocketStream:
+        """A TCP stream that has completed the ``/ws`` handshake as ``user`` and speaks no
+        WebSocket beyond it: for tests of what the server does with broken or silent peers."""
+        host, port = self.url.removeprefix("http://").rsplit(":", 1)
+        stream = await trio.open_tcp_stream(host, int(port))
+        await stream.send_all(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            + f"Cookie: {self.settings.cookie_name}={user.token}\r\n\r\n".encode())
+        response = await stream.receive_some(4096)
+        if b" 101 " not in response.split(b"\r\n", 1)[0]:
+            await stream.aclose()
+            raise AssertionError(f"handshake refused: {response[:80]!r}")
+        return stream
+
     @staticmethod
     async def receive_json(
         ws: trio_websocket.WebSocketConnection,

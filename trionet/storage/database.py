@@ -27,6 +27,24 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+def _finish_transaction(
+    conn: sqlite3.Connection,
+    fn: Callable[Concatenate[sqlite3.Connection, P], T],
+    *args: P.args,
+    **kw: P.kwargs,
+) -> T:
+    """Run ``fn`` in the transaction ``conn`` has begun, then commit; roll back on any error,
+    also after a failed COMMIT (busy, disk full), which leaves the transaction open."""
+    try:
+        result = fn(conn, *args, **kw)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
 class Database:
     """A SQLite database file opened for trionet (WAL, foreign keys, busy timeout)."""
 
@@ -118,16 +136,7 @@ class Database:
         """Run ``fn(conn, ...)`` in one write transaction (caller holds the write limiter)."""
         conn = self._writer_conn()
         conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn, *args, **kw)
-            conn.execute("COMMIT")
-        except BaseException:
-            # Also after a failed COMMIT (busy, disk full, deferred constraint), which leaves
-            # the transaction open: the writer must be usable for the next call.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
+        return _finish_transaction(conn, fn, *args, **kw)
 
     async def write(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
@@ -177,14 +186,7 @@ class Database:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError:  # locked elsewhere
                 return False, None
-            try:
-                result = fn(conn, *args, **kw)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            return True, result
+            return True, _finish_transaction(conn, fn, *args, **kw)
         finally:
             self._write_limiter.release()
 

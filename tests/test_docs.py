@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+from trionet import Settings, create_app
 from trionet.errors import CloseCode
 from trionet.settings import ENV
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: endpoints served in front of Quart's routing (see trionet/api/ws.py), so not in its url_map
+ASGI_ENDPOINTS = {("GET", "/ws")}
+_HEADING_ENDPOINT = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`?\s]*)")
 
 WS_CODES = ["invalid_json", "invalid_message", "binary_frame", "unknown_type", "too_large",
             "not_member", "forbidden", "unknown_user", "rate_limited", "unavailable", "internal"]
@@ -30,3 +36,37 @@ def test_readme_first_screen_has_the_two_setup_commands() -> None:
     assert "scripts/serve" in first_screen and "scripts/test" in first_screen
     ci = (ROOT / ".ci" / "run").read_text()
     assert "scripts/test" in ci
+
+
+def app_endpoints() -> set[tuple[str, str]]:
+    """(method, path) of every route of the app, path parameters written ``{}``."""
+    found = set(ASGI_ENDPOINTS)
+    for rule in create_app(Settings()).url_map.iter_rules():
+        path = re.sub(r"<[^>]+>", "{}", rule.rule)
+        found |= {(m, path) for m in rule.methods or () if m not in ("HEAD", "OPTIONS")}
+    return found
+
+
+def api_doc_endpoints() -> set[tuple[str, str]]:
+    """(method, path) named in a heading of docs/api.md, as `GET /api/groups/{id}`."""
+    found = set()
+    for line in (ROOT / "docs" / "api.md").read_text().splitlines():
+        if line.startswith("#"):
+            found |= {(method, re.sub(r"\{[^}]*\}", "{}", path))
+                      for method, path in _HEADING_ENDPOINT.findall(line)}
+    return found
+
+
+def test_api_doc_has_a_heading_for_every_endpoint_and_no_other() -> None:
+    app, doc = app_endpoints(), api_doc_endpoints()
+    assert ("GET", "/api/groups/{}") in app and len(app) > 25  # the comparison sees the routes
+    missing = sorted(app - doc)
+    assert not missing, f"endpoints without a heading in docs/api.md: {missing}"
+    stale = sorted(doc - app)
+    assert not stale, f"docs/api.md documents endpoints the app does not have: {stale}"
+
+
+def test_readme_links_the_guides() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for guide in ("docs/integration.md", "docs/testing.md", "docs/api.md", "docs/protocol.md"):
+        assert f"]({guide})" in readme, guide

@@ -70,3 +70,25 @@ def test_readme_links_the_guides() -> None:
     readme = (ROOT / "README.md").read_text()
     for guide in ("docs/integration.md", "docs/testing.md", "docs/api.md", "docs/protocol.md"):
         assert f"]({guide})" in readme, guide
+
+
+def _anchors(doc: Path) -> set[str]:
+    """The GitHub anchors of a Markdown file's headings (outside code blocks)."""
+    found, fenced = set(), False
+    for line in doc.read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.startswith("#"):
+            title = re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower())
+            found.add(title.replace(" ", "-"))
+    return found
+
+
+def test_links_to_a_heading_find_it() -> None:
+    broken = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target, anchor in re.findall(r"\]\(([\w./-]*)#([\w-]+)\)", doc.read_text()):
+            linked = doc.parent / target if target else doc
+            if not linked.exists() or anchor not in _anchors(linked):
+                broken.append(f"{doc.name}: ({target}#{anchor})")
+    assert not broken

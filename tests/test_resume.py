@@ -217,3 +217,28 @@ def test_frame_id_reads_the_id_without_decoding() -> None:
     assert frame_id(b'{"type":"notification","id":9,"subtype":"x"}') == 9
     assert frame_id(b'{"type":"broadcast","from":1,"content":"\\"id\\":5"}') is None
     assert frame_id(b'{"type":"presence","user_id":1}') is None
+
+
+async def test_resend_on_a_fresh_connection_after_a_restart_gets_the_original_ack(
+    tmp_path: Path,
+) -> None:
+    """No `since`, so the resend is not looked up before it is stored: the store catches it."""
+    path = tmp_path / "t.db"
+    async with running_server(database=path) as server:
+        a, b = await server.create_user("a"), await server.create_user("b")
+        async with server.connect(a) as wa:
+            await send(wa, {"type": "private", "to": b.id, "content": "x", "client_id": "k2"})
+            first = await recv(wa)
+    async with running_server(database=path) as server:
+        with trio.fail_after(10):
+            async with server.connect(b) as wb, server.connect(a) as wa:
+                await send(wa, {"type": "private", "to": b.id, "content": "x",
+                                "client_id": "k2"})
+                assert await recv(wa) == first
+                with trio.move_on_after(0.3):
+                    raise AssertionError(f"delivered again: {await recv(wb)}")
+                await send(wa, {"type": "private", "to": b.id, "content": "x",
+                                "client_id": "k2"})  # and a third time, from memory
+                assert await recv(wa) == first
+    count = sqlite3.connect(path).execute("SELECT count(*) FROM messages").fetchone()
+    assert count == (1,)

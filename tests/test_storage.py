@@ -356,3 +356,32 @@ def test_the_installed_wheel_carries_the_migrations(tmp_path: Path) -> None:
     finally:
         conn.close()
     assert {"users", "sessions", "groups", "group_members", "messages", "notifications"} <= tables
+
+
+async def test_inline_commits_let_the_log_be_checkpointed(tmp_path: Path) -> None:
+    """Every 64th commit goes through the worker thread, whose commit checkpoints the WAL."""
+    import os
+
+    from trionet.ids import IdAllocator, id_to_iso
+    from trionet.interfaces import MessageRecord
+    from trionet.storage.backends import SqlitePersister
+
+    path = str(tmp_path / "w.db")
+    db = Database(path)
+    db.migrate()
+    persister = SqlitePersister(db)
+    ids = IdAllocator()
+    threaded = 0
+    for _ in range(1500):
+        batch = []
+        for _ in range(20):
+            mid = ids.next()
+            batch.append(MessageRecord(id=mid, kind="group", sender_id=1, group_id=1,
+                                       content="x" * 200, created_at=id_to_iso(mid)))
+        if persister.save_inline(batch, []) is None:
+            threaded += 1
+            await persister.save(batch, [])
+    wal_bytes = os.stat(path + "-wal").st_size  # noqa: ASYNC240
+    await db.aclose()
+    assert threaded >= 5
+    assert wal_bytes < 8 * 1024 * 1024  # ~1000 pages, then reused (30 MB without checkpoints)

@@ -15,6 +15,7 @@ from trionet.interfaces import MessageRecord, NotificationRecord
 from trionet.settings import Settings
 from trionet.storage import Database
 from trionet.storage.backends import SqlitePersister
+from trionet.storage.messages import Duplicates
 from trionet.testing import TestServer, running_server
 
 recv = TestServer.receive_json
@@ -32,19 +33,20 @@ class FlakyPersister(SqlitePersister):
 
     async def save(
         self, messages: Sequence[MessageRecord], notifications: Sequence[NotificationRecord]
-    ) -> None:
+    ) -> Duplicates:
         if self.stall:
             await trio.sleep(self.stall)
         if self.failing:
             raise sqlite3.OperationalError("database is locked")
-        await super().save(messages, notifications)
+        duplicates = await super().save(messages, notifications)
         self.saved += len(messages)
+        return duplicates
 
     def save_inline(
         self, messages: Sequence[MessageRecord], notifications: Sequence[NotificationRecord]
-    ) -> bool:
+    ) -> Duplicates | None:
         if self.stall or self.failing:
-            return False  # go the slow way, through save()
+            return None  # go the slow way, through save()
         return super().save_inline(messages, notifications)
 
 

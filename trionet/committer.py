@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import trio
@@ -29,7 +29,7 @@ class Pending:
     """A record on its way to the database, and what to do once it is there."""
 
     __slots__ = ("message", "notification", "target", "frame", "origin", "client_id", "done",
-                 "persisted", "delivered")
+                 "persisted", "delivered", "duplicate_of")
 
     def __init__(
         self,
@@ -52,6 +52,8 @@ class Pending:
         self.persisted = False
         #: set once the outcome of the commit is known and the frame was routed
         self.delivered = False
+        #: (id, created_at) of the message stored earlier with the same sender and client_id
+        self.duplicate_of: tuple[int, str] | None = None
 
 
 class GroupCommitter:
@@ -79,8 +81,10 @@ class GroupCommitter:
         self._inflight = 0  # commits running
         self._nursery: trio.Nursery | None = None
         #: an optional ``save_inline(messages, notifications) -> bool`` of the persister
+        #: returns None (or False) when it could not store now; anything else means stored,
+        #: a mapping naming the messages that were resends of stored ones (as save() may)
         self._save_inline: Callable[
-            [Sequence[MessageRecord], Sequence[NotificationRecord]], bool
+            [Sequence[MessageRecord], Sequence[NotificationRecord]], object
         ] | None = getattr(persister, "save_inline", None)
 
     @property
@@ -119,15 +123,16 @@ class GroupCommitter:
             msgs, notes = _records(batch)
             started = trio.current_time()
             try:
-                saved = self._save_inline(msgs, notes)
+                duplicates = self._save_inline(msgs, notes)
             except Exception:
                 log.exception("commit of %d records failed; will retry", len(batch))
                 self._metrics.persist_failures.inc()
                 self._to_retry(batch)
                 await self._finish(batch, False)
                 return
-            if saved:
+            if duplicates is not None and duplicates is not False:  # stored
                 self._observe(started, len(batch))
+                _mark_duplicates(batch, duplicates)
                 await self._finish(batch, True)
                 return
         done = trio.Event()
@@ -165,8 +170,10 @@ class GroupCommitter:
 
     async def _save(self, batch: Sequence[Pending]) -> None:
         started = trio.current_time()
-        await self._persister.save(*_records(batch))
+        duplicates = await self._persister.save(*_records(batch))
         self._observe(started, len(batch))
+        if duplicates:
+            _mark_duplicates(batch, duplicates)
 
     async def _commit(self, batch: list[Pending], done: trio.Event, outcome: list[bool]) -> None:
         ok = False
@@ -224,3 +231,15 @@ class GroupCommitter:
 def _records(batch: Sequence[Pending]) -> tuple[list[MessageRecord], list[NotificationRecord]]:
     return ([p.message for p in batch if p.message is not None],
             [p.notification for p in batch if p.notification is not None])
+
+
+Duplicates = Mapping[tuple[int, str], tuple[int, str]]
+
+
+def _mark_duplicates(batch: Sequence[Pending], duplicates: object) -> None:
+    if not isinstance(duplicates, Mapping) or not duplicates:
+        return
+    for p in batch:
+        m = p.message
+        if m is not None and m.client_id is not None:
+            p.duplicate_of = duplicates.get((m.sender_id, m.client_id))

@@ -234,6 +234,10 @@ class _Session:
                     earlier.done = trio.Event()
                 await earlier.done.wait()
             record, persisted = earlier.message, earlier.persisted
+            if earlier.duplicate_of is not None:  # itself a resend of a stored one
+                self.manager.reply(self.conn, protocol.encode_ack(
+                    client_id, earlier.duplicate_of[0], earlier.duplicate_of[1], True))
+                return True
         elif trio.current_time() < self.check_store_until:
             stored = await self.services.persister.find_by_client_id(user_id, client_id)
             if stored is None:

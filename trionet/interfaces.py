@@ -97,8 +97,14 @@ class MessagePersister(Protocol):
 
     async def save(
         self, messages: Sequence[MessageRecord], notifications: Sequence[NotificationRecord]
-    ) -> None:
-        """Store everything in one transaction. Saving a record whose id exists is a no-op."""
+    ) -> Mapping[tuple[int, str], tuple[int, str]] | None:
+        """Store everything in one transaction. Saving a record whose id exists is a no-op.
+
+        May return, for messages whose (sender id, ``client_id``) was already stored under
+        another id, that id and its ``created_at``: those are answered with the original ack
+        and not delivered again. Another save may start before this one returns (after a
+        commit timeout), so it must be safe to run concurrently.
+        """
         ...
 
     async def private_page(

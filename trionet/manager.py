@@ -254,6 +254,12 @@ class Manager:
             frame = p.frame
             if frame is None:
                 continue
+            if p.duplicate_of is not None:  # a resend of a stored message: its original ack
+                if p.client_id is not None and p.origin is not None:
+                    oid, ots = p.duplicate_of
+                    self.reply(p.origin, protocol.encode_ack(p.client_id, oid, ots, True))
+                p.frame = p.target = p.origin = None
+                continue
             if not p.persisted:
                 frame = {**frame, "persisted": False}
             text = protocol.encode(frame)

@@ -41,15 +41,17 @@ class SqlitePersister:
 
     async def save(
         self, messages_: Sequence[MessageRecord], notifications: Sequence[NotificationRecord]
-    ) -> None:
-        await self._db.write_fast(messages.insert_batch, messages_, notifications)
+    ) -> messages.Duplicates:
+        return await self._db.write(messages.insert_batch, messages_, notifications)
 
     def save_inline(
         self, messages_: Sequence[MessageRecord], notifications: Sequence[NotificationRecord]
-    ) -> bool:
-        """:meth:`save` right now if that cannot block the event loop; False if it could."""
-        done, _ = self._db.try_write_inline(messages.insert_batch, messages_, notifications)
-        return done
+    ) -> messages.Duplicates | None:
+        """:meth:`save` right now, if that cannot block the event loop; None when it could
+        (the caller then uses :meth:`save`, in a worker thread, which also checkpoints)."""
+        done, duplicates = self._db.try_write_inline(
+            messages.insert_batch, messages_, notifications)
+        return duplicates if done else None
 
     async def private_page(
         self, user_a: int, user_b: int, *, limit: int, offset: int, before_id: int | None

@@ -4,7 +4,7 @@ Writes go through one connection serialised by a ``CapacityLimiter(1)``, each ca
 transaction; reads take a connection from a small pool (at most ``readers`` open), so a slow
 read never waits behind a write (WAL) and never stalls the event loop.
 
-The one exception is :meth:`Database.write_fast`, for the committer's short batch inserts: see
+The one exception is :meth:`Database.try_write_inline`, for the committer's short batch inserts: see
 there for when it runs on the event loop and why.
 """
 
@@ -146,17 +146,6 @@ class Database:
             lambda: self.write_sync(fn, *args, **kw), limiter=self._write_limiter
         )
 
-    async def write_fast(
-        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
-    ) -> T:
-        """Run a short write transaction ``fn(conn, ...)``: inline when that cannot block
-        (see :meth:`try_write_inline`), else in a worker thread like :meth:`write`."""
-        done, result = self.try_write_inline(fn, *args, **kw)
-        if done:
-            await trio.lowlevel.checkpoint()
-            return result  # type: ignore[return-value]
-        return await self.write(fn, *args, **kw)
-
     def try_write_inline(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
     ) -> tuple[bool, T | None]:
@@ -169,14 +158,14 @@ class Database:
         (several milliseconds per commit, measured in docs/performance.md). It runs inline only
         when the write lock is free right now (a connection with no busy timeout: a lock held
         by another process makes it give up at once), ``synchronous`` is NORMAL, and it is not
-        every 256th write: that one goes to the worker thread, whose commit also checkpoints
+        every 64th write: that one goes to the worker thread, whose commit also checkpoints
         the log (the inline connection never does).
         """
         self._inline_writes += 1
         if (
             self._synchronous != "NORMAL"
             or self._write_limiter.borrowed_tokens
-            or self._inline_writes % 256 == 0
+            or self._inline_writes % 64 == 0
         ):
             return False, None
         conn = self._inline_conn()

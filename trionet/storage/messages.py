@@ -22,13 +22,24 @@ _MSG_COLS = (
 )
 
 
+#: (sender id, client id) -> (id, created_at) of the message stored first under that pair
+Duplicates = dict[tuple[int, str], tuple[int, str]]
+
+
 def insert_batch(
     conn: sqlite3.Connection,
     messages: Sequence[MessageRecord],
     notifications: Sequence[NotificationRecord],
-) -> None:
-    """Insert records; ids already stored are skipped, so a retried batch never duplicates."""
+) -> Duplicates:
+    """Insert records; ids already stored are skipped, so a retried batch never duplicates.
+
+    A message whose (sender, ``client_id``) was stored before under another id is not stored
+    again: it is returned, with the stored message's id and time, so the caller can answer
+    with the original ack instead of delivering a copy.
+    """
+    duplicates: Duplicates = {}
     if messages:
+        before = conn.total_changes
         conn.executemany(
             "INSERT OR IGNORE INTO messages (id, kind, sender_id, recipient_id, group_id,"
             " peer_lo, peer_hi, content, client_id, created_at, subtype)"
@@ -43,6 +54,8 @@ def insert_batch(
                 for m in messages
             ],
         )
+        if conn.total_changes - before < len(messages):  # some were already there
+            duplicates = _stored_under_other_ids(conn, messages)
     if notifications:
         conn.executemany(
             "INSERT OR IGNORE INTO notifications (id, user_id, subtype, message, payload,"
@@ -52,6 +65,23 @@ def insert_batch(
                 for n in notifications
             ],
         )
+    return duplicates
+
+
+def _stored_under_other_ids(
+    conn: sqlite3.Connection, messages: Sequence[MessageRecord]
+) -> Duplicates:
+    found: Duplicates = {}
+    for m in messages:
+        if m.client_id is None:
+            continue
+        row = conn.execute(
+            "SELECT id, created_at FROM messages WHERE sender_id = ? AND client_id = ?",
+            (m.sender_id, m.client_id),
+        ).fetchone()
+        if row is not None and int(row[0]) != m.id:
+            found[(m.sender_id, m.client_id)] = (int(row[0]), str(row[1]))
+    return found
 
 
 def row_to_message(row: sqlite3.Row | tuple[object, ...]) -> MessageRecord:

@@ -160,6 +160,12 @@ def _secret(raw: str) -> str:
     return raw
 
 
+def _jwt_secret(raw: str) -> str:
+    if len(raw.encode()) < 32:  # RFC 7518 3.2: an HS256 key has at least 256 bits
+        raise ValueError("must be at least 32 bytes (HS256 needs a 256-bit key)")
+    return raw
+
+
 #: field name -> (variable, parser, description). The README's table mirrors this.
 ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "database": ("TRIONET_DATABASE", _text, "SQLite database file"),
@@ -195,7 +201,11 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "frames per second per connection, bursts of twice that; 0: off",
     ),
     "api_key": ("TRIONET_API_KEY", _secret, "server API key; unset: server API disabled"),
-    "jwt_secret": ("TRIONET_JWT_SECRET", _secret, "HS256 JWT secret; unset: JWT auth disabled"),
+    "jwt_secret": (
+        "TRIONET_JWT_SECRET",
+        _jwt_secret,
+        "HS256 JWT secret, 32 bytes or more; unset: JWT auth disabled",
+    ),
     "log_level": ("TRIONET_LOG_LEVEL", _choice(*_LOG_LEVELS), "log level"),
     "ping_interval": (
         "TRIONET_PING_INTERVAL",

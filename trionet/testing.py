@@ -191,6 +191,7 @@ class TestServer:
     async def stop(self) -> None:
         """Shut down gracefully (clients get 1001); returns once the server is down."""
         self._stop.set()
+        await self.stopped.wait()
 
 
 @asynccontextmanager

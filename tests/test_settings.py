@@ -43,6 +43,7 @@ VALID: dict[str, tuple[str, object]] = {
     "TRIONET_RETRY_BUFFER": ("20", 20),
     "TRIONET_PRESENCE_LIMIT": ("0", 0),
     "TRIONET_WORKER_ID": ("3", 3),
+    "TRIONET_PROXY_HOPS": ("2", 2),
     "TRIONET_DB_SYNCHRONOUS": ("full", "FULL"),
 }
 
@@ -121,6 +122,7 @@ def test_from_env_reads_the_process_environment_by_default(
         ("TRIONET_ALLOWED_ORIGINS", "ftp://example.com"),
         ("TRIONET_COOKIE_NAME", "my session;"),
         ("TRIONET_WORKER_ID", "16"),
+        ("TRIONET_PROXY_HOPS", "-1"),
         ("TRIONET_DB_SYNCHRONOUS", "OFF"),
     ],
 )

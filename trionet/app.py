@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import trio
+from hypercorn.middleware import ProxyFixMiddleware
 from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
 from quart import Response
 from quart_trio import QuartTrio
@@ -223,6 +224,11 @@ def create_app(
     from .api import register_blueprints
 
     register_blueprints(app)
+    if settings.proxy_hops:
+        # behind reverse proxies: the client's address (login throttle), scheme and host
+        # (Origin checks) come from the headers the trusted proxies set
+        app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
+            app.asgi_app, mode="legacy", trusted_hops=settings.proxy_hops)
 
     @app.before_serving
     async def _start() -> None:

@@ -57,6 +57,8 @@ class Settings:
     retry_buffer: int = 10_000
     presence_limit: int = 1000
     worker_id: int = 0
+    #: reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none)
+    proxy_hops: int = 0
     db_synchronous: str = "NORMAL"
 
     @property
@@ -239,6 +241,11 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "most users told of one user's presence change",
     ),
     "worker_id": ("TRIONET_WORKER_ID", _int(0, 15), "this process's number in message ids"),
+    "proxy_hops": (
+        "TRIONET_PROXY_HOPS",
+        _int(0, 10),
+        "reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none)",
+    ),
     "db_synchronous": (
         "TRIONET_DB_SYNCHRONOUS",
         _choice("NORMAL", "FULL"),

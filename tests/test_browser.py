@@ -23,8 +23,6 @@ import pytest
 import trio
 
 from trionet.api.web import STATIC_DIR, content_security_policy
-from trionet.errors import ErrorCode, FrameError
-from trionet.protocol import decode_client_frame
 from trionet.testing import TestServer, TestUser, running_server
 
 if TYPE_CHECKING:
@@ -455,15 +453,6 @@ async def test_history_pages_backwards_as_the_list_scrolls_up() -> None:
 # -- typing end to end (the server's typing extension) ------------------------------------------
 
 
-def server_knows_typing() -> bool:
-    """False while the server's decoder answers a typing frame with ``unknown_type``."""
-    try:
-        decode_client_frame('{"type":"typing","to":1}', max_content_chars=100)
-    except FrameError as exc:
-        return exc.code != ErrorCode.UNKNOWN_TYPE
-    return True
-
-
 def typing_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
     from playwright.sync_api import expect, sync_playwright
 
@@ -481,11 +470,6 @@ def typing_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
 
 @pytest.mark.slow
 @needs_chromium
-@pytest.mark.skipif(not server_knows_typing(),
-                    reason="the server answers unknown_type to typing frames: its typing "
-                           "extension is not in yet (the page sends typing and ignores that "
-                           "error quietly; test_page_shows_typing_broadcasts_and_presence_pushed"
-                           "_to_it checks the page shows typing frames)")
 async def test_typing_shows_on_the_other_page() -> None:
     pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:

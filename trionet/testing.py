@@ -57,10 +57,12 @@ class TestUser:
     token: str
     is_admin: bool = False
     password: str = "password123"
+    cookie_name: str = "trionet_session"
 
     @property
     def cookie(self) -> str:
-        return f"trionet_session={self.token}"
+        """The ``Cookie`` header value that logs this user in."""
+        return f"{self.cookie_name}={self.token}"
 
 
 @dataclass
@@ -95,7 +97,7 @@ class TestServer:
         await svc.db.write(accounts.create_session, hash_token(token), user["id"],
                            time.time() + self.settings.session_ttl)
         return TestUser(id=user["id"], username=username, token=token, is_admin=admin,
-                        password=password)
+                        password=password, cookie_name=self.settings.cookie_name)
 
     async def create_group(
         self, name: str, owner: TestUser, members: list[TestUser] | tuple[TestUser, ...] = ()

@@ -518,3 +518,23 @@ def test_throttle_memory_stays_bounded_under_a_spray_of_usernames() -> None:
         throttle.failed([f"user:{i}"])
         clock.now += 0.01  # 100 failures a second: 6,000 live in any 60 s window
     assert len(throttle._failures) < 3 * 6_000
+
+
+async def test_a_burst_of_concurrent_guesses_is_throttled_like_a_sequence(
+    server: TestServer,
+) -> None:
+    await server.create_user("alice", password="s3cret-pass-42")
+    statuses: list[int] = []
+    with trio.fail_after(60):
+        async with server.http() as client:
+
+            async def guess(i: int) -> None:
+                response = await _login(client, "alice", f"guess-{i:04d}")
+                statuses.append(response.status_code)
+
+            async with trio.open_nursery() as nursery:
+                for i in range(40):
+                    nursery.start_soon(guess, i)
+            correct = await _login(client, "alice", "s3cret-pass-42")
+    assert statuses.count(401) <= 10 and statuses.count(429) >= 30
+    assert correct.status_code == 429

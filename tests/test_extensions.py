@@ -231,3 +231,22 @@ async def test_the_extending_guide_example_runs() -> None:
         await module.test_members_get_the_poll_and_it_stays_in_history()
     finally:
         del sys.modules[module.__name__]
+
+
+async def test_group_ids_given_as_digits_past_2_53_are_refused(server: TestServer) -> None:
+    a, b = await server.create_user("a"), await server.create_user("b")
+    await server.create_group("g", a)
+    with trio.fail_after(10):
+        async with server.connect(a) as wa:
+            for kind in ("group", "typing"):
+                frame = {"type": kind, "group_id": "9999999999999999", "client_id": "x"}
+                if kind == "group":
+                    frame["content"] = "hi"
+                await send(wa, frame)
+                err = await recv(wa)
+                assert err["code"] == "invalid_message" and "group_id" in err["message"]
+        async with server.http(a) as http:
+            r = await http.post("/api/groups/invite",
+                                json={"group_id": "9999999999999999", "user_id": b.id})
+            assert r.status_code == 400 and "group_id" in r.json()["error"]["message"]
+    assert server.services.membership.peek(9999999999999999) is None

@@ -120,3 +120,14 @@ def test_listening_socket_sets_tcp_user_timeout() -> None:
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7500
     finally:
         sock.close()
+
+
+def test_a_socket_registering_after_its_session_ended_is_closed_at_once() -> None:
+    """The handshake resolved the session, then logout ended it before the socket registered."""
+    manager = make_manager()
+    manager.end_session("gone")
+    late, receive = connect(manager, 1, session="gone")
+    assert late.close_code == CloseCode.SESSION_ENDED and not manager.is_online(1)
+    assert drain(receive) == []
+    fresh, _ = connect(manager, 1, session="new")
+    assert fresh.close_code is None and manager.is_online(1)

@@ -181,8 +181,12 @@ class LoginThrottle:
                 waits.append(int(q[0] + self.window - now) + 1)
         return max(waits) if waits else None
 
-    def failed(self, keys: Sequence[str]) -> None:
-        """Record one failed attempt for each key."""
+    def failed(self, keys: Sequence[str]) -> float:
+        """Record one failed attempt for each key; returns its time (see :meth:`forgive`).
+
+        Record an attempt as failed *before* checking the password and :meth:`forgive` it on
+        success: concurrent attempts then cannot all pass :meth:`retry_after` together.
+        """
         now = self._clock()
         for key in keys:
             q = self._recent(key, now)
@@ -196,6 +200,17 @@ class LoginThrottle:
             for key in [k for k, q in self._failures.items() if not q or q[-1] <= cutoff]:
                 del self._failures[key]
             self._sweep_at = max(1024, 2 * len(self._failures))
+        return now
+
+    def forgive(self, keys: Sequence[str], at: float) -> None:
+        """Take back the failure recorded at ``at`` for each key."""
+        for key in keys:
+            q = self._failures.get(key)
+            if q is not None:
+                try:
+                    q.remove(at)
+                except ValueError:
+                    pass
 
     def succeeded(self, keys: Sequence[str]) -> None:
         """Forget the failures of each key."""

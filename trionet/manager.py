@@ -29,6 +29,9 @@ __all__ = ["Conn", "Manager"]
 
 log = logging.getLogger("trionet.manager")
 
+#: how long an ended session is remembered, to refuse sockets whose handshake raced its end
+REVOKED_SECONDS = 300.0
+
 class Conn:
     """One WebSocket connection as the manager sees it: a user and a bounded outbox."""
 
@@ -87,11 +90,21 @@ class Manager:
         self._running = False
         #: called with (user_id, online) when a user's first connection opens or last closes
         self.on_presence: Callable[[int, bool], None] | None = None
+        #: sessions ended recently (key -> monotonic time): a socket whose handshake raced
+        #: the logout is refused when it registers
+        self._revoked: dict[str, float] = {}
 
     # -- registry ---------------------------------------------------------------------------
 
     def register(self, conn: Conn) -> bool:
-        """Add a connection; True when it is the user's first (the user came online)."""
+        """Add a connection; True when it is the user's first (the user came online).
+
+        A connection whose session was ended while its handshake ran is closed (4001) at once.
+        """
+        key = conn.identity.session_key
+        if key is not None and key in self._revoked:
+            conn.end(CloseCode.SESSION_ENDED)
+            return False
         conns = self._registry.setdefault(conn.user_id, [])
         conns.append(conn)
         self._count += 1
@@ -143,6 +156,7 @@ class Manager:
 
     def end_session(self, session_key: str) -> int:
         """Close (4001) every connection opened with this session; returns how many."""
+        self._revoked[session_key] = time.monotonic()
         ended = [c for c in self.connections() if c.identity.session_key == session_key]
         for conn in ended:
             self.close(conn, CloseCode.SESSION_ENDED)
@@ -293,6 +307,9 @@ class Manager:
         while True:
             await trio.sleep(15)
             self.end_expired()
+            cutoff = time.monotonic() - REVOKED_SECONDS  # handshakes take far less than this
+            for key in [k for k, at in self._revoked.items() if at < cutoff]:
+                del self._revoked[key]
 
 
 def _kind(frame: dict[str, Any] | str | bytes) -> str:

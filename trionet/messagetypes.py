@@ -149,6 +149,9 @@ def to_group(field_name: str = "group_id") -> Router:
 
     async def route(ctx: RouteContext, frame: Any) -> Route:
         gid = int(_field(frame, field_name))
+        if not 0 < gid <= MAX_ID:  # a string of digits can say more than an id can be
+            raise FrameError(ErrorCode.INVALID_MESSAGE,
+                             f"`{field_name}` must be an id below 2**53", frame.client_id)
         members = await ctx.group_members(gid)
         if members is None or ctx.sender_id not in members:
             raise FrameError(ErrorCode.NOT_MEMBER, f"you are not a member of group {gid}",

@@ -65,12 +65,14 @@ async def login() -> Response:
     if wait is not None:
         raise ApiError(429, ErrorCode.TOO_MANY_REQUESTS, "too many failed logins; wait",
                        headers={"Retry-After": str(wait)})
+    # counted as failed until it succeeds, so a burst of concurrent guesses cannot all pass
+    attempt = svc.throttle.failed(keys)
     row = await svc.db.read(accounts.get_user_by_name, body.username)
     if not await verify_password(body.password, None if row is None else row["password_hash"]):
-        svc.throttle.failed(keys)
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "wrong username or password")
     assert row is not None
     svc.throttle.succeeded(keys[:1])
+    svc.throttle.forgive(keys[1:], attempt)
     token = new_token()
     ttl = svc.settings.session_ttl
     await svc.db.write(accounts.create_session, hash_token(token), row["id"], time.time() + ttl)

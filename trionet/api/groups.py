@@ -127,6 +127,8 @@ async def invite() -> Response:
     assert body is not None
     svc = services()
     group_id = int(body.group_id)
+    if group_id > MAX_ID:  # digits in a string can say more than an id can be
+        raise ApiError(400, ErrorCode.BAD_REQUEST, "invalid body: `group_id` must be below 2**53")
     name = await _write(groups.invite, group_id, identity.user_id, body.user_id)
     _changed(group_id)
     frame = await svc.manager.notify(

@@ -147,19 +147,18 @@ def replay(
     """The newest ``limit`` + 1 messages addressed to ``user_id`` after ``since`` (private to
     or from it, groups it is an accepted member of) and notifications after
     ``since_notification``, each newest first."""
+    # each branch stops after the newest limit + 1 rows (an index walk, not the whole history)
+    branch = f"SELECT * FROM (SELECT {_MSG_COLS} FROM messages WHERE {{}} ORDER BY id DESC LIMIT ?)"
+    sql = " UNION ".join([
+        branch.format("kind = 'private' AND recipient_id = ? AND id > ?"),
+        branch.format("kind = 'private' AND sender_id = ? AND id > ?"),
+        branch.format("kind = 'group' AND id > ? AND group_id IN (SELECT group_id FROM"
+                      " group_members WHERE user_id = ? AND status = 'accepted')"),
+    ]) + " ORDER BY id DESC LIMIT ?"
+    n = limit + 1
     msgs = [
         row_to_message(r)
-        for r in conn.execute(
-            f"SELECT {_MSG_COLS} FROM messages WHERE kind = 'private' AND recipient_id = ?"
-            f" AND id > ?"
-            f" UNION SELECT {_MSG_COLS} FROM messages WHERE kind = 'private' AND sender_id = ?"
-            f" AND id > ?"
-            f" UNION SELECT {_MSG_COLS} FROM messages WHERE kind = 'group' AND id > ?"
-            " AND group_id IN (SELECT group_id FROM group_members"
-            "                  WHERE user_id = ? AND status = 'accepted')"
-            " ORDER BY id DESC LIMIT ?",
-            (user_id, since, user_id, since, since, user_id, limit + 1),
-        )
+        for r in conn.execute(sql, (user_id, since, n, user_id, since, n, since, user_id, n, n))
     ]
     notes: list[NotificationRecord] = []
     if since_notification is not None:

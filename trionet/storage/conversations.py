@@ -11,7 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..interfaces import MessageRecord
-from .messages import row_to_message
+from .messages import MESSAGE_COLUMNS, row_to_message
+
+_LAST_MESSAGE_COLS = ", ".join(f"m.{c}" for c in MESSAGE_COLUMNS)
 
 __all__ = ["Conversation", "conversation_page", "related_users"]
 
@@ -43,8 +45,7 @@ def conversation_page(
         where += " AND c.last_message_id < ?"
         params.append(before_id)
     rows = conn.execute(
-        "SELECT c.peer_id, u.username, m.id, m.kind, m.sender_id, m.recipient_id, m.group_id,"
-        " m.content, m.client_id, m.created_at, m.subtype"
+        f"SELECT c.peer_id, u.username, {_LAST_MESSAGE_COLS}"
         " FROM conversations c JOIN messages m ON m.id = c.last_message_id"
         " LEFT JOIN users u ON u.id = c.peer_id"
         f" WHERE {where} ORDER BY c.last_message_id DESC LIMIT ? OFFSET ?",

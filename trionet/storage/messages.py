@@ -17,9 +17,10 @@ __all__ = [
     "row_to_message",
 ]
 
-_MSG_COLS = (
-    "id, kind, sender_id, recipient_id, group_id, content, client_id, created_at, subtype"
-)
+#: the columns row_to_message reads, in its order
+MESSAGE_COLUMNS = ("id", "kind", "sender_id", "recipient_id", "group_id", "content", "client_id",
+                   "created_at", "subtype")
+_MSG_COLS = ", ".join(MESSAGE_COLUMNS)
 
 
 #: (sender id, client id) -> (id, created_at) of the message stored first under that pair

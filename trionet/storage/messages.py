@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from ..interfaces import MessageRecord, NotificationRecord
 
 __all__ = [
+    "MESSAGE_COLUMNS",
+    "Duplicates",
     "find_by_client_id",
     "group_page",
     "insert_batch",

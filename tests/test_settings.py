@@ -33,7 +33,7 @@ VALID: dict[str, tuple[str, object]] = {
     "TRIONET_MAX_CONTENT_CHARS": ("500", 500),
     "TRIONET_RATE_LIMIT": ("2.5", 2.5),
     "TRIONET_API_KEY": ("k" * 32, "k" * 32),
-    "TRIONET_JWT_SECRET": ("s" * 32, "s" * 32),
+    "TRIONET_JWT_SECRET": ("s" * 32, "s" * 32),  # with TRIONET_OPEN_REGISTRATION off
     "TRIONET_LOG_LEVEL": ("debug", "DEBUG"),
     "TRIONET_PING_INTERVAL": ("5", 5.0),
     "TRIONET_SHUTDOWN_TIMEOUT": ("3.5", 3.5),
@@ -45,6 +45,14 @@ VALID: dict[str, tuple[str, object]] = {
     "TRIONET_WORKER_ID": ("3", 3),
     "TRIONET_PROXY_HOPS": ("2", 2),
     "TRIONET_DB_SYNCHRONOUS": ("full", "FULL"),
+    "TRIONET_REGISTER_RATE": ("0", 0.0),
+    "TRIONET_INVITE_RATE": ("12.5", 12.5),
+    "TRIONET_MAX_CONNECTIONS_PER_USER": ("0", 0),
+    "TRIONET_MAX_CONNECTIONS_PER_ADDRESS": ("200", 200),
+    "TRIONET_REPLAY_BYTES": ("65536", 65536),
+    "TRIONET_NOTIFICATION_INBOX": ("50", 50),
+    "TRIONET_BODY_TIMEOUT": ("2.5", 2.5),
+    "TRIONET_PASSWORD_HASHERS": ("4", 4),
 }
 
 
@@ -57,7 +65,7 @@ def test_defaults_run_one_process_on_an_embedded_database() -> None:
     assert settings.cookie_name == "trionet_session"
     assert settings.session_ttl == 14 * 24 * 3600
     assert settings.cookie_secure is False
-    assert settings.open_registration is True
+    assert settings.open_registration is None and settings.registration_open is True
     assert settings.send_queue == 256
     assert settings.max_message_bytes == 64 * 1024
     assert settings.max_content_chars == 16_000
@@ -207,3 +215,19 @@ def test_importing_trionet_app_reads_no_configuration() -> None:
     )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip() == "_AppFromEnvironment"
+
+
+def test_jwt_auth_turns_self_registration_off_by_default() -> None:
+    settings = Settings.from_env(environ={"TRIONET_JWT_SECRET": "s" * 32})
+    assert settings.open_registration is None and settings.registration_open is False
+    assert Settings().registration_open is True
+
+
+def test_jwt_auth_with_open_registration_is_refused_naming_the_variable() -> None:
+    env = {"TRIONET_JWT_SECRET": "s" * 32, "TRIONET_OPEN_REGISTRATION": "true"}
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(environ=env)
+    assert caught.value.variable == "TRIONET_OPEN_REGISTRATION"
+    assert "s" * 32 not in str(caught.value)
+    with pytest.raises(SettingsError):
+        Settings(jwt_secret="s" * 32, open_registration=True)

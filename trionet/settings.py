@@ -41,7 +41,9 @@ class Settings:
     cookie_name: str = "trionet_session"
     session_ttl: int = 14 * 24 * 3600
     cookie_secure: bool = False
-    open_registration: bool = True
+    #: ``POST /api/auth/register``; None: on, unless JWT auth is configured (JWT subjects are
+    #: the backend's user ids, and self-registered accounts would take ids from the same space)
+    open_registration: bool | None = None
     send_queue: int = 256
     max_message_bytes: int = 64 * 1024
     max_content_chars: int = 16_000
@@ -60,6 +62,38 @@ class Settings:
     #: reverse proxies in front whose X-Forwarded-For/-Proto/-Host are trusted (0: none)
     proxy_hops: int = 0
     db_synchronous: str = "NORMAL"
+    #: account registrations per minute per client address (0: no limit)
+    register_rate: float = 10.0
+    #: invites, and group creations, per minute per user (0: no limit)
+    invite_rate: float = 30.0
+    #: open WebSockets per user (0: no limit)
+    max_connections_per_user: int = 20
+    #: HTTP requests and WebSockets in progress per client address (0: no limit)
+    max_connections_per_address: int = 0
+    #: most bytes of stored content replayed on resume (0: no limit beyond replay_limit)
+    replay_bytes: int = 4 * 1024 * 1024
+    #: most notifications kept per user (the oldest read ones go first; 0: keep all)
+    notification_inbox: int = 1000
+    #: seconds a client may take to send a request body
+    body_timeout: float = 10.0
+    #: password hashes (argon2, 64 MiB each) computed at once; more callers wait their turn
+    password_hashers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.open_registration and self.jwt_secret:
+            raise SettingsError(
+                "TRIONET_OPEN_REGISTRATION",
+                "cannot be true while TRIONET_JWT_SECRET is set: JWT subjects are your"
+                " backend's user ids, and self-registered accounts would take ids from the"
+                " same space (an account takeover); leave it unset or false",
+            )
+
+    @property
+    def registration_open(self) -> bool:
+        """Whether ``POST /api/auth/register`` creates accounts."""
+        if self.open_registration is None:
+            return not self.jwt_secret
+        return self.open_registration
 
     @property
     def read_timeout(self) -> float:
@@ -184,7 +218,8 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "open_registration": (
         "TRIONET_OPEN_REGISTRATION",
         _bool,
-        "allow `POST /api/auth/register` (false: only the CLI and server API create users)",
+        "allow `POST /api/auth/register` (false: only the CLI and server API create users);"
+        " unset: true, or false when `TRIONET_JWT_SECRET` is set (true with it is refused)",
     ),
     "send_queue": ("TRIONET_SEND_QUEUE", _int(1), "frames queued per connection (slow consumer)"),
     "max_message_bytes": (
@@ -250,6 +285,46 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "TRIONET_DB_SYNCHRONOUS",
         _choice("NORMAL", "FULL"),
         "SQLite `synchronous`: NORMAL survives a process crash, FULL also a power cut",
+    ),
+    "register_rate": (
+        "TRIONET_REGISTER_RATE",
+        _float(0),
+        "registrations per minute per client address (past it: 429); 0: off",
+    ),
+    "invite_rate": (
+        "TRIONET_INVITE_RATE",
+        _float(0),
+        "invites, and group creations, per minute per user (past it: 429); 0: off",
+    ),
+    "max_connections_per_user": (
+        "TRIONET_MAX_CONNECTIONS_PER_USER",
+        _int(0),
+        "open WebSockets per user (past it the handshake gets 429); 0: off",
+    ),
+    "max_connections_per_address": (
+        "TRIONET_MAX_CONNECTIONS_PER_ADDRESS",
+        _int(0),
+        "HTTP requests and WebSockets in progress per client address (past it: 429); 0: off",
+    ),
+    "replay_bytes": (
+        "TRIONET_REPLAY_BYTES",
+        _int(0),
+        "most bytes of stored content replayed on resume (past it: `sync_gap`); 0: off",
+    ),
+    "notification_inbox": (
+        "TRIONET_NOTIFICATION_INBOX",
+        _int(0),
+        "most notifications kept per user, oldest read ones pruned first; 0: keep all",
+    ),
+    "body_timeout": (
+        "TRIONET_BODY_TIMEOUT",
+        _float(0, exclusive=True),
+        "seconds a client may take to send a request body (slower: 408)",
+    ),
+    "password_hashers": (
+        "TRIONET_PASSWORD_HASHERS",
+        _int(1, 64),
+        "password hashes computed at once (64 MiB each); more callers wait their turn",
     ),
 }
 

@@ -48,7 +48,7 @@ async def create_account(
 
 @bp.post("/api/auth/register")
 async def register() -> Response:
-    if not services().settings.open_registration:
+    if not services().settings.registration_open:
         raise ApiError(403, ErrorCode.FORBIDDEN, "self-registration is disabled")
     body = await json_body(Credentials)
     assert body is not None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import re
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import jwt
 import trio
@@ -18,8 +20,14 @@ from .interfaces import Handshake, Identity, SessionResolver
 from .storage import Database, accounts
 
 __all__ = [
+    "HASH_QUEUE_LIMIT",
+    "LOGIN_FAILURES_PER_ADDRESS",
+    "LOGIN_FAILURES_PER_USER",
+    "LOGIN_FAILURES_PER_USER_AND_ADDRESS",
+    "LOGIN_WINDOW",
     "ChainResolver",
     "CookieSessionResolver",
+    "HashersBusy",
     "JwtResolver",
     "LoginThrottle",
     "bearer",
@@ -30,6 +38,13 @@ __all__ = [
     "new_token",
     "verify_password",
 ]
+
+log = logging.getLogger("trionet.auth")
+
+#: a user id as text: ASCII digits, no sign, no leading zero, at most 16 of them
+_USER_ID = re.compile(r"\A[1-9][0-9]{0,15}\Z")
+#: user ids the JWT resolver remembers as checked (then it starts again)
+_KNOWN_MAX = 100_000
 
 _hasher = PasswordHasher()
 # A real hash to verify against when the username is unknown, so both failures cost the same.
@@ -46,13 +61,40 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def hash_password(password: str) -> str:
-    """Argon2id hash of ``password`` (computed in a worker thread)."""
-    return await trio.to_thread.run_sync(_hasher.hash, password)
+#: Callers that may queue for a password hasher (``TRIONET_PASSWORD_HASHERS``, all busy); one
+#: more is refused at once with :class:`HashersBusy` (HTTP 503). At about 50 ms a hash and 2
+#: hashers the last in line waits some 1.6 s, and the queue holds no more than 64 requests.
+HASH_QUEUE_LIMIT = 64
 
 
-async def verify_password(password: str, stored: str | None) -> bool:
-    """True when ``password`` matches ``stored``; takes as long when ``stored`` is None."""
+class HashersBusy(Exception):
+    """:data:`HASH_QUEUE_LIMIT` callers already wait for a password hasher: try again later."""
+
+
+def _admit(hashers: trio.CapacityLimiter) -> None:
+    # no checkpoint between this check and the limiter's queue: the count is exact
+    if hashers.statistics().tasks_waiting >= HASH_QUEUE_LIMIT:
+        raise HashersBusy
+
+
+async def hash_password(password: str, *, hashers: trio.CapacityLimiter) -> str:
+    """Argon2id hash of ``password``, in a worker thread once one of ``hashers`` is free.
+
+    ``hashers`` bounds the hashes (64 MiB each) computed at once: the server's is
+    ``Services.hashers`` (``TRIONET_PASSWORD_HASHERS``). Raises :class:`HashersBusy` at once
+    when :data:`HASH_QUEUE_LIMIT` callers already wait.
+    """
+    _admit(hashers)
+    return await trio.to_thread.run_sync(_hasher.hash, password, limiter=hashers)
+
+
+async def verify_password(
+    password: str, stored: str | None, *, hashers: trio.CapacityLimiter
+) -> bool:
+    """True when ``password`` matches ``stored``; takes as long when ``stored`` is None.
+
+    Runs under ``hashers`` like :func:`hash_password` (and raises :class:`HashersBusy` alike).
+    """
 
     def check() -> bool:
         try:
@@ -60,7 +102,8 @@ async def verify_password(password: str, stored: str | None) -> bool:
         except (VerificationError, InvalidHashError):
             return False
 
-    return await trio.to_thread.run_sync(check)
+    _admit(hashers)
+    return await trio.to_thread.run_sync(check, limiter=hashers)
 
 
 def bearer(handshake: Handshake) -> str | None:
@@ -96,7 +139,9 @@ class CookieSessionResolver:
 class JwtResolver:
     """HS256 JWTs from ``Authorization: Bearer``: ``sub`` is the user id, ``exp`` enforced.
 
-    A user id seen for the first time gets a ``user<id>`` row.
+    ``sub`` must be ASCII digits naming an id below 2**53. A user id seen for the first time
+    gets a ``user<id>`` row; an id that belongs to an account with a password (registered or
+    made by the CLI) is refused, so a JWT can never take over such an account.
     """
 
     def __init__(self, db: Database, secret: str) -> None:
@@ -115,11 +160,16 @@ class JwtResolver:
         except jwt.PyJWTError:
             return None
         sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub.isdigit() or not 0 < int(sub) < 2**53:
+        if not isinstance(sub, str) or _USER_ID.match(sub) is None or int(sub) >= 2**53:
             return None
         user_id = int(sub)
         if user_id not in self._known:
-            await self._db.write(accounts.ensure_user, user_id)
+            # a JWT names a backend user: never one of trionet's own password accounts
+            if not await self._db.write(accounts.ensure_user, user_id):
+                log.warning("refused a JWT for user %d: an account with a password", user_id)
+                return None
+            if len(self._known) >= _KNOWN_MAX:
+                self._known.clear()
             self._known.add(user_id)
         return Identity(user_id=user_id, session_key=None, expires_at=float(claims["exp"]))
 
@@ -148,21 +198,68 @@ def same_secret(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode(), expected.encode())
 
 
-class LoginThrottle:
-    """Counts failed logins per key (username, client address) over a sliding window.
+#: Failed logins for one username from one client address within :data:`LOGIN_WINDOW`; past
+#: it that username is refused (429) from that address only, so a stranger elsewhere cannot
+#: lock the user out.
+LOGIN_FAILURES_PER_USER_AND_ADDRESS = 10
+#: Failed logins for one username from all addresses together within :data:`LOGIN_WINDOW`:
+#: bounds guessing spread over many addresses (past it the username is refused everywhere).
+LOGIN_FAILURES_PER_USER = 100
+#: Failed logins from one client address for all usernames together within
+#: :data:`LOGIN_WINDOW`: bounds password spraying (one password tried on many accounts).
+LOGIN_FAILURES_PER_ADDRESS = 100
+#: Seconds a failed login counts against its limits.
+LOGIN_WINDOW = 600.0
 
-    Memory stays proportional to the keys that failed within the window: keys whose failures
-    have all expired are swept whenever the table doubles.
+
+class LoginThrottle:
+    """Counts failed logins per key over a sliding window of ``window`` seconds.
+
+    A key is ``kind:value``; its limit is ``limits[kind]``, or ``limit`` for a kind not in
+    ``limits``. :meth:`for_logins` builds the login policy, over :meth:`login_keys`.
+
+    Memory stays proportional to the keys that failed within the window (each holding at most
+    its limit of timestamps): keys whose failures have all expired are swept whenever the
+    table doubles.
     """
 
     def __init__(
-        self, limit: int = 10, window: float = 600.0, *, clock: Callable[[], float] = time.monotonic
+        self,
+        limit: int = 10,
+        window: float = 600.0,
+        *,
+        limits: Mapping[str, int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limit = limit
         self.window = window
+        self.limits = dict(limits or {})
         self._clock = clock
         self._failures: dict[str, deque[float]] = {}
         self._sweep_at = 1024
+
+    @classmethod
+    def for_logins(cls, *, clock: Callable[[], float] = time.monotonic) -> LoginThrottle:
+        """The login policy: :data:`LOGIN_FAILURES_PER_USER_AND_ADDRESS`,
+        :data:`LOGIN_FAILURES_PER_USER` and :data:`LOGIN_FAILURES_PER_ADDRESS` over
+        :data:`LOGIN_WINDOW`, for the keys of :meth:`login_keys`."""
+        return cls(LOGIN_FAILURES_PER_USER_AND_ADDRESS, LOGIN_WINDOW,
+                   limits={"user": LOGIN_FAILURES_PER_USER, "addr": LOGIN_FAILURES_PER_ADDRESS},
+                   clock=clock)
+
+    @staticmethod
+    def login_keys(username: str, address: str | None) -> list[str]:
+        """The keys of one login attempt: (username, address), username, address.
+
+        Usernames are case insensitive. The pair's address is length-prefixed, so no choice
+        of username and address can spell another pair's key.
+        """
+        name, addr = username.lower(), address or ""
+        return [f"pair:{len(addr)}:{addr}:{name}", f"user:{name}", f"addr:{addr}"]
+
+    def limit_of(self, key: str) -> int:
+        """The failures ``key`` may have within the window."""
+        return self.limits.get(key.partition(":")[0], self.limit)
 
     def _recent(self, key: str, now: float) -> deque[float] | None:
         q = self._failures.get(key)
@@ -177,7 +274,7 @@ class LoginThrottle:
         waits = []
         for key in keys:
             q = self._recent(key, now)
-            if q is not None and len(q) >= self.limit:
+            if q is not None and len(q) >= self.limit_of(key):
                 waits.append(int(q[0] + self.window - now) + 1)
         return max(waits) if waits else None
 
@@ -193,7 +290,7 @@ class LoginThrottle:
             if q is None:
                 q = self._failures[key] = deque()
             q.append(now)
-            if len(q) > self.limit:  # older failures no longer change the answer
+            if len(q) > self.limit_of(key):  # older failures no longer change the answer
                 q.popleft()
         if len(self._failures) > self._sweep_at:
             cutoff = now - self.window

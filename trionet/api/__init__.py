@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from quart import request
 from quart_trio import QuartTrio
+from werkzeug.routing import IntegerConverter
 
 from .common import check_origin
 
 __all__ = ["register_blueprints"]
 
 
+class AsciiIntegerConverter(IntegerConverter):
+    """``<int:...>`` in a path: ASCII digits only (werkzeug's ``\\d`` takes any script's)."""
+
+    regex = r"[0-9]+"
+
+
 def register_blueprints(app: QuartTrio) -> None:
     """Attach every trionet endpoint to ``app``."""
     from ..app import services_of
+
+    app.url_map.converters["int"] = AsciiIntegerConverter
     from . import accounts, groups, history, notifications, ops, presence, server, web
     from .ws import WebSocketEndpoint
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -27,6 +28,9 @@ __all__ = [
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
+#: an integer in a query: ASCII digits with an optional minus, nothing else (Python's int()
+#: would also take " 3", "+3", "1_0" and other scripts' digits)
+_INTEGER = re.compile(r"\A-?[0-9]{1,16}\Z")
 
 
 def services() -> Services:
@@ -106,11 +110,10 @@ def int_param(
         if default is None:
             raise ApiError(400, ErrorCode.BAD_REQUEST, f"query parameter {name!r} is required")
         return default
-    try:
-        value = int(raw)
-    except ValueError:
+    if _INTEGER.match(raw) is None:
         raise ApiError(400, ErrorCode.BAD_REQUEST,
-                       f"query parameter {name!r} must be an integer") from None
+                       f"query parameter {name!r} must be an integer (ASCII digits)")
+    value = int(raw)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         raise ApiError(400, ErrorCode.BAD_REQUEST,
                        f"query parameter {name!r} must be between {minimum} and {maximum}")
@@ -128,14 +131,13 @@ def id_list_param(args: Mapping[str, str], name: str, *, most: int) -> list[int]
     raw = args.get(name)
     if not raw:
         raise ApiError(400, ErrorCode.BAD_REQUEST, f"query parameter {name!r} is required")
-    parts = [p.strip() for p in raw.split(",") if p.strip()]
+    parts = [p.strip(" ") for p in raw.split(",") if p.strip(" ")]
     if len(parts) > most:
         raise ApiError(400, ErrorCode.BAD_REQUEST, f"{name!r} takes at most {most} ids")
-    try:
-        ids = [int(p) for p in parts]
-    except ValueError:
+    if any(_INTEGER.match(p) is None for p in parts):
         raise ApiError(400, ErrorCode.BAD_REQUEST,
-                       f"query parameter {name!r} must be comma-separated integers") from None
+                       f"query parameter {name!r} must be comma-separated integers")
+    ids = [int(p) for p in parts]
     if not ids or any(not 0 < i < 2**53 for i in ids):
         raise ApiError(400, ErrorCode.BAD_REQUEST, f"query parameter {name!r} has a bad id")
     return ids

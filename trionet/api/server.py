@@ -127,7 +127,8 @@ async def broadcast() -> Response:
 
 @bp.put("/api/server/users/<int:user_id>")
 async def upsert_user(user_id: int) -> Response:
-    """Create user ``user_id`` (201) or rename it (200); 409 when the name is taken."""
+    """Create user ``user_id`` (201) or rename it (200); 409 when the name is taken or the id
+    is an account with a password (registered or made by the CLI: never renamed from here)."""
     _id_in_path(user_id, "user")
     body = await json_body(UserBody)
     assert body is not None
@@ -135,6 +136,10 @@ async def upsert_user(user_id: int) -> Response:
         created = await services().db.write(accounts.set_username, user_id, body.username)
     except accounts.UsernameTaken:
         raise ApiError(409, ErrorCode.CONFLICT, f"username {body.username!r} is taken") from None
+    except accounts.PasswordAccount:
+        raise ApiError(409, ErrorCode.CONFLICT,
+                       f"user {user_id} is an account with a password, managed by trionet;"
+                       " the server API never renames or adopts it") from None
     return json_response({"id": user_id, "username": body.username, "created": created},
                          201 if created else 200)
 

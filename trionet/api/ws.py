@@ -99,7 +99,7 @@ def _id_param(params: dict[str, str], name: str) -> int | None:
     raw = params.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or len(raw) > 16 or int(raw) >= 2**53:
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 16 or int(raw) >= 2**53:
         raise ValueError(f"query parameter {name!r} must be a message id (0 or more)")
     return int(raw)
 

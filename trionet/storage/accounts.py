@@ -21,6 +21,7 @@ __all__ = [
     "get_user",
     "get_user_by_name",
     "list_users",
+    "PasswordAccount",
     "UsernameTaken",
     "public_user",
     "session_user",
@@ -44,6 +45,12 @@ def valid_username(username: str) -> bool:
 
 class UsernameTaken(Exception):
     """The username is already in use."""
+
+
+class PasswordAccount(Exception):
+    """The user id belongs to an account with a password (registered, or made by the CLI):
+    trionet is its identity source, so the backend's ids (JWT ``sub``, the server API) may
+    neither adopt nor rename it."""
 
 
 def public_user(row: sqlite3.Row) -> dict[str, Any]:
@@ -98,13 +105,15 @@ def list_users(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     return list(conn.execute("SELECT * FROM users ORDER BY id"))
 
 
-def ensure_user(conn: sqlite3.Connection, user_id: int) -> None:
-    """Create ``user<id>`` for an id first seen in a JWT; nothing if it exists.
+def ensure_user(conn: sqlite3.Connection, user_id: int) -> bool:
+    """Make sure backend user ``user_id`` (first seen in a JWT) has a row; False when the id
+    belongs to an account with a password, which a JWT must never adopt.
 
-    When another user already holds ``user<id>``, the new row is ``user<id>-2`` (or -3...).
+    A new row is named ``user<id>``, or ``user<id>-2`` (-3...) when that name is taken.
     """
-    if conn.execute("SELECT 1 FROM users WHERE id = ?", (user_id,)).fetchone() is not None:
-        return
+    row = conn.execute("SELECT password_hash FROM users WHERE id = ?", (user_id,)).fetchone()
+    if row is not None:
+        return row[0] is None
     name, n = f"user{user_id}", 1
     while conn.execute("SELECT 1 FROM users WHERE username = ?", (name,)).fetchone() is not None:
         n += 1
@@ -114,12 +123,24 @@ def ensure_user(conn: sqlite3.Connection, user_id: int) -> None:
         " VALUES (?, ?, NULL, 0, ?)",
         (user_id, name, now_iso()),
     )
+    return True
 
 
 def set_username(conn: sqlite3.Connection, user_id: int, username: str) -> bool:
-    """Create or rename user ``user_id``; True when it was created."""
+    """Create or rename backend user ``user_id``; True when it was created.
+
+    Raises :class:`PasswordAccount` when the id is an account with a password (never renamed
+    or adopted), :class:`UsernameTaken` when another user has the name.
+    """
     try:
-        cur = conn.execute("UPDATE users SET username = ? WHERE id = ?", (username, user_id))
+        cur = conn.execute(
+            "UPDATE users SET username = ? WHERE id = ? AND password_hash IS NULL",
+            (username, user_id),
+        )
+        if not cur.rowcount and conn.execute(
+            "SELECT 1 FROM users WHERE id = ?", (user_id,)
+        ).fetchone() is not None:
+            raise PasswordAccount(user_id)
         if cur.rowcount:
             return False
         conn.execute(

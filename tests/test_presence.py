@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
+import sqlite_utils
 import trio
 import trio_websocket
-from api_helpers import Api, api, error_of, make_group, quick_user, send
+from api_helpers import Api, api, error_of, make_group, next_of_type, quick_user, send
 
 from trionet.settings import Settings
+from trionet.storage.conversations import related_users
 from trionet.testing import TestServer, TestUser, running_server
 
 WS = trio_websocket.WebSocketConnection
@@ -57,6 +63,15 @@ async def assert_next_is_marker(server: TestServer, sender: TestUser, ws: WS,
         await send(wx, {"type": "private", "to": user.id, "content": "marker"})
     frame = await recv(ws)
     assert frame["type"] == "private" and frame["content"] == "marker", frame
+
+
+def _load_migration(name: str) -> ModuleType:
+    path = Path(__file__).resolve().parent.parent / "migrations" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"test_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def presence(frame: dict[str, Any], user: TestUser, online: bool) -> None:
@@ -113,6 +128,7 @@ async def test_group_member_hears_first_open_and_last_close_only(
 
 
 async def test_private_conversation_partner_hears_presence(server: TestServer) -> None:
+    """Once both sides of a private conversation have written, each hears the other."""
     alice, dave = await quick_user(server, "alice"), await quick_user(server, "dave")
     with trio.fail_after(10):
         async with server.connect(dave) as wd:
@@ -121,9 +137,12 @@ async def test_private_conversation_partner_hears_presence(server: TestServer) -
                 await send(wa, {"type": "private", "to": dave.id, "content": "hi",
                                 "client_id": "c1"})
                 assert (await recv(wd))["content"] == "hi"
-                assert (await recv(wa))["type"] == "ack"
+                await send(wd, {"type": "private", "to": alice.id, "content": "hello",
+                                "client_id": "c2"})
+                assert (await next_of_type(wa, "private"))["content"] == "hello"
+                assert (await recv(wd))["type"] == "ack"
             # alice's "online" may arrive late: her presence look-up can already see the
-            # conversation her first message started
+            # conversation both of them have written to by then
             frame = await recv(wd)
             if frame["online"]:
                 presence(frame, alice, True)
@@ -131,6 +150,77 @@ async def test_private_conversation_partner_hears_presence(server: TestServer) -
             presence(frame, alice, False)
             async with server.connect(alice):
                 presence(await recv(wd), alice, True)
+
+
+async def test_stranger_who_wrote_once_hears_nothing_until_answered(
+    server: TestServer, http: Api
+) -> None:
+    victim, friend = await quick_user(server, "victim"), await quick_user(server, "friend")
+    stranger, carol = await quick_user(server, "stranger"), await quick_user(server, "carol")
+    with trio.fail_after(15):
+        await make_group(http, friend, victim)
+        async with server.connect(friend) as wf, server.connect(stranger) as ws:
+            await settle(wf)
+            await settle(ws)
+            # one unsolicited message, stored while the victim is offline
+            await send(ws, {"type": "private", "to": victim.id, "content": "visit evil.example",
+                            "client_id": "s1"})
+            assert (await recv(ws))["type"] == "ack"
+            async with server.connect(victim) as wv:
+                # the friend's frame shows the one dispatch of this change has happened
+                presence(await recv(wf), victim, True)
+                await assert_next_is_marker(server, carol, ws, stranger)
+            presence(await recv(wf), victim, False)
+            await assert_next_is_marker(server, carol, ws, stranger)
+            # the victim answers: now both have written, and the stranger is a relation
+            async with server.connect(victim) as wv:
+                presence(await recv(wf), victim, True)
+                await send(wv, {"type": "private", "to": stranger.id, "content": "who?",
+                                "client_id": "v1"})
+                assert (await recv(ws))["content"] == "who?"
+                assert (await next_of_type(wv, "ack"))["client_id"] == "v1"
+            presence(await recv(wf), victim, False)
+            presence(await recv(ws), victim, False)
+            async with server.connect(victim):
+                presence(await recv(ws), victim, True)
+                presence(await recv(wf), victim, True)
+
+
+async def test_m0004_backfills_who_wrote_and_the_trigger_keeps_it(tmp_path: Path) -> None:
+    """``conversations.wrote`` from existing messages, then from new ones; related_users
+    counts a conversation only when both sides wrote."""
+
+    def check() -> None:
+        conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+        db = sqlite_utils.Database(conn)
+        for name in ("m0001_initial", "m0002_groups_conversations", "m0003_message_subtype"):
+            _load_migration(name).migrate(db)
+        insert = ("INSERT INTO messages (id, kind, sender_id, recipient_id, peer_lo, peer_hi,"
+                  " content, created_at) VALUES (?, 'private', ?, ?, ?, ?, 'x', 't')")
+        # 1 and 2 wrote to each other; 3 wrote to 1 only; 4 wrote to themself
+        conn.executemany(insert, [(10, 1, 2, 1, 2), (12, 2, 1, 1, 2), (11, 3, 1, 1, 3),
+                                  (13, 4, 4, 4, 4)])
+        _load_migration("m0004_conversation_wrote").migrate(db)
+        rows = "SELECT user_id, peer_id, last_message_id, wrote FROM conversations ORDER BY 1, 2"
+        assert conn.execute(rows).fetchall() == [
+            (1, 2, 12, 1), (1, 3, 11, 0), (2, 1, 12, 1), (3, 1, 11, 1), (4, 4, 13, 1)]
+
+        def related(uid: int) -> list[int]:
+            return sorted(related_users(conn, uid, wanted=lambda _: True, limit=10))
+
+        assert related(1) == [2] and related(2) == [1] and related(3) == []
+        assert related(4) == []  # writing to oneself relates one to nobody
+        # 1 answers 3 with an older id (a retried batch): wrote is set, the latest id kept
+        conn.execute(insert, (9, 1, 3, 1, 3))
+        conn.execute(insert, (14, 5, 1, 1, 5))
+        assert conn.execute(rows).fetchall() == [
+            (1, 2, 12, 1), (1, 3, 11, 1), (1, 5, 14, 0), (2, 1, 12, 1), (3, 1, 11, 1),
+            (4, 4, 13, 1), (5, 1, 14, 1)]
+        assert related(1) == [2, 3] and related(3) == [1] and related(5) == []
+        conn.close()
+
+    with trio.fail_after(10):
+        await trio.to_thread.run_sync(check, abandon_on_cancel=True)
 
 
 async def test_unrelated_and_invited_users_hear_nothing(server: TestServer, http: Api) -> None:

@@ -62,8 +62,8 @@ def hash_token(token: str) -> str:
 
 
 #: Callers that may queue for a password hasher (``TRIONET_PASSWORD_HASHERS``, all busy); one
-#: more is refused at once with :class:`HashersBusy` (HTTP 503). At about 50 ms a hash and 2
-#: hashers the last in line waits some 1.6 s, and the queue holds no more than 64 requests.
+#: more is refused at once with :class:`HashersBusy` (HTTP 503), so the queue holds at most 64
+#: requests and, at 0.2 s a hash with 2 hashers, the last in line waits about 6 s.
 HASH_QUEUE_LIMIT = 64
 
 

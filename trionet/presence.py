@@ -7,10 +7,13 @@ encoded frame through ``Manager.dispatch``::
 
     {"type": "presence", "user_id": 7, "online": true, "timestamp": "2026-..."}
 
-Recipients are the online users who share an accepted group with the user or have a private
-conversation with them, at most ``limit`` of them (past the cap, clients poll
-``GET /api/users/online``). A second tab opening or closing sends nothing, because the
-manager only calls the hook for a user's first and last connection.
+Recipients are the online users related to the user, at most ``limit`` of them (past the
+cap, clients poll ``GET /api/users/online``): those who share an accepted group with them, or
+have a private conversation with them in which **both** sides have written
+(``storage.conversations.related_users``). One unsolicited message is no relation: a stranger
+who writes once learns nothing of the recipient's comings and goings until they answer. A
+second tab opening or closing sends nothing, because the manager only calls the hook for a
+user's first and last connection.
 
 The look-ups use a read-only connection of their own, opened and closed by :meth:`run`, so a
 look-up still running when the server shuts down never shares a connection that

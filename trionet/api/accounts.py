@@ -1,4 +1,4 @@
-"""Accounts and sessions: register, login, logout, me, user look-up."""
+"""Accounts and sessions: register, login, logout, me, session, user look-up."""
 
 from __future__ import annotations
 
@@ -8,10 +8,24 @@ from typing import Annotated, Any
 import msgspec
 from quart import Blueprint, Response, request
 
-from ..auth import hash_password, hash_token, new_token, verify_password
+from ..auth import (
+    HashersBusy,
+    LoginThrottle,
+    hash_password,
+    hash_token,
+    new_token,
+    verify_password,
+)
 from ..errors import ApiError, ErrorCode
 from ..storage import accounts
-from .common import current_identity, id_list_param, json_body, json_response, services
+from .common import (
+    current_identity,
+    id_list_param,
+    json_body,
+    json_response,
+    optional_identity,
+    services,
+)
 
 __all__ = ["bp"]
 
@@ -22,6 +36,9 @@ Username = Annotated[
     msgspec.Meta(min_length=1, max_length=accounts.USERNAME_MAX, pattern=accounts.USERNAME_PATTERN),
 ]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+
+#: ``Retry-After`` seconds of a 503 when every password hasher is busy and the queue is full
+HASHERS_BUSY_RETRY_AFTER = 1
 
 
 class Credentials(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,24 +51,48 @@ class LoginBody(msgspec.Struct, forbid_unknown_fields=True):
     password: Annotated[str, msgspec.Meta(max_length=256)]
 
 
+def _taken(username: str) -> ApiError:
+    return ApiError(409, ErrorCode.CONFLICT, f"username {username!r} is taken")
+
+
+def _hashers_busy() -> ApiError:
+    return ApiError(503, ErrorCode.UNAVAILABLE, "too many password checks in progress; retry",
+                    headers={"Retry-After": str(HASHERS_BUSY_RETRY_AFTER)})
+
+
 async def create_account(
     username: str, password: str | None, *, is_admin: bool = False
 ) -> dict[str, Any]:
-    """Create a user (409 on a taken name)."""
-    hashed = await hash_password(password) if password is not None else None
+    """Create a user (409 on a taken name, 503 when the password hashers are saturated)."""
+    svc = services()
+    # a read first, so a taken name costs no hash; the insert still settles a race (409)
+    if await svc.db.read(accounts.get_user_by_name, username) is not None:
+        raise _taken(username)
     try:
-        user = await services().db.write(accounts.create_user, username, hashed, is_admin=is_admin)
+        hashed = (await hash_password(password, hashers=svc.hashers)
+                  if password is not None else None)
+    except HashersBusy:
+        raise _hashers_busy() from None
+    try:
+        user = await svc.db.write(accounts.create_user, username, hashed, is_admin=is_admin)
     except accounts.UsernameTaken:
-        raise ApiError(409, ErrorCode.CONFLICT, f"username {username!r} is taken") from None
+        raise _taken(username) from None
     return {"id": user["id"], "username": username}
 
 
 @bp.post("/api/auth/register")
 async def register() -> Response:
-    if not services().settings.registration_open:
+    svc = services()
+    if not svc.settings.registration_open:
         raise ApiError(403, ErrorCode.FORBIDDEN, "self-registration is disabled")
     body = await json_body(Credentials)
     assert body is not None
+    # every well-formed attempt counts, a 409 too: each could otherwise cost a hash
+    wait = svc.register_limit.take(request.remote_addr, time.monotonic())
+    if wait is not None:
+        raise ApiError(429, ErrorCode.TOO_MANY_REQUESTS,
+                       "too many registrations from this address; wait",
+                       headers={"Retry-After": str(wait)})
     return json_response(await create_account(body.username, body.password), 201)
 
 
@@ -60,7 +101,8 @@ async def login() -> Response:
     svc = services()
     body = await json_body(LoginBody)
     assert body is not None
-    keys = [f"user:{body.username.lower()}", f"addr:{request.remote_addr}"]
+    # (username, address), username, address: see LoginThrottle.for_logins for the limits
+    keys = LoginThrottle.login_keys(body.username, request.remote_addr)
     wait = svc.throttle.retry_after(keys)
     if wait is not None:
         raise ApiError(429, ErrorCode.TOO_MANY_REQUESTS, "too many failed logins; wait",
@@ -68,9 +110,17 @@ async def login() -> Response:
     # counted as failed until it succeeds, so a burst of concurrent guesses cannot all pass
     attempt = svc.throttle.failed(keys)
     row = await svc.db.read(accounts.get_user_by_name, body.username)
-    if not await verify_password(body.password, None if row is None else row["password_hash"]):
+    try:
+        ok = await verify_password(body.password, None if row is None else row["password_hash"],
+                                   hashers=svc.hashers)
+    except HashersBusy:
+        svc.throttle.forgive(keys, attempt)  # the password was not checked
+        raise _hashers_busy() from None
+    if not ok:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "wrong username or password")
     assert row is not None
+    # the pair's failures are forgotten; the username's and the address's ceilings keep
+    # everyone else's failures (only this attempt is taken back)
     svc.throttle.succeeded(keys[:1])
     svc.throttle.forgive(keys[1:], attempt)
     token = new_token()
@@ -95,14 +145,29 @@ async def logout() -> Response:
     return response
 
 
+def _me(row: Any) -> dict[str, Any]:
+    return {"id": row["id"], "username": row["username"], "is_admin": bool(row["is_admin"])}
+
+
 @bp.get("/api/me")
 async def me() -> Response:
     identity = await current_identity()
     row = await services().db.read(accounts.get_user, identity.user_id)
     if row is None:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "authentication required")
-    return json_response({"id": row["id"], "username": row["username"],
-                          "is_admin": bool(row["is_admin"])})
+    return json_response(_me(row))
+
+
+@bp.get("/api/session")
+async def session() -> Response:
+    """Who is signed in, 200 either way: ``{"user": null}`` without a valid credential.
+
+    The same resolution as ``/api/me``, for a page that asks before it knows: a 401 there
+    would be logged as an error in the browser's console on every signed-out load."""
+    identity = await optional_identity()
+    row = (None if identity is None
+           else await services().db.read(accounts.get_user, identity.user_id))
+    return json_response({"user": None if row is None else _me(row)})
 
 
 @bp.get("/api/users")

@@ -2,11 +2,17 @@
 
 Every membership change is committed first, then ``Manager.membership_changed`` makes live
 routing follow it before the response is sent.
+
+Invites and group creations are limited per user (``TRIONET_INVITE_RATE`` a minute each,
+past it 429 with ``Retry-After``). An invite change of a group holds that group's lock until
+the invite's notification is committed, so a withdraw or re-invite always finds the earlier
+notification to delete (see ``storage.groups``).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 import unicodedata
 from collections.abc import Callable
 from typing import Annotated, Concatenate, ParamSpec, TypeVar
@@ -15,8 +21,10 @@ import msgspec
 from quart import Blueprint, Response
 
 from ..errors import ApiError, ErrorCode
+from ..ratelimit import KeyedLimiter
 from ..storage import groups
 from ..storage.groups import GroupRefused, Refusal
+from ..storage.notifications import INVITE_SUBTYPE
 from .common import current_identity, json_body, json_response, services
 from .paging import MAX_ID, path_id
 
@@ -87,14 +95,27 @@ def _changed(group_id: int) -> None:
     services().manager.membership_changed(group_id)
 
 
+def _limit(limiter: KeyedLimiter, user_id: int, what: str) -> None:
+    """Spend one of the user's ``what`` (per minute); 429 with ``Retry-After`` past the rate."""
+    wait = limiter.take(user_id, time.monotonic())
+    if wait is not None:
+        raise ApiError(429, ErrorCode.TOO_MANY_REQUESTS,
+                       f"too many {what} (at most {limiter.per_minute:g} a minute);"
+                       f" retry in {wait} s", headers={"Retry-After": str(wait)})
+
+
 @bp.post("/api/groups")
 async def create() -> Response:
-    """Create a group; the caller is its owner and first accepted member (201)."""
+    """Create a group; the caller is its owner and first accepted member (201).
+
+    429 past ``TRIONET_INVITE_RATE`` creations a minute by the caller.
+    """
     identity = await current_identity()
     body = await json_body(NameBody)
     assert body is not None
-    group = await services().db.write(groups.create_group, identity.user_id,
-                                      clean_group_name(body.name))
+    name = clean_group_name(body.name)
+    _limit(services().group_limit, identity.user_id, "group creations")
+    group = await services().db.write(groups.create_group, identity.user_id, name)
     _changed(group["id"])
     return json_response({**group, "member_count": 1}, 201)
 
@@ -121,7 +142,11 @@ async def details(group_id: int) -> Response:
 
 @bp.post("/api/groups/invite")
 async def invite() -> Response:
-    """Invite a user (the caller must be an accepted member); the invitee is notified live."""
+    """Invite a user (the caller must be an accepted member); the invitee is notified live.
+
+    The invitee's earlier invite notification of this group, if any, is deleted. 429 past
+    ``TRIONET_INVITE_RATE`` invites a minute by the caller (refused invites count too).
+    """
     identity = await current_identity()
     body = await json_body(InviteBody)
     assert body is not None
@@ -129,12 +154,14 @@ async def invite() -> Response:
     group_id = int(body.group_id)
     if group_id > MAX_ID:  # digits in a string can say more than an id can be
         raise ApiError(400, ErrorCode.BAD_REQUEST, "invalid body: `group_id` must be below 2**53")
-    name = await _write(groups.invite, group_id, identity.user_id, body.user_id)
-    _changed(group_id)
-    frame = await svc.manager.notify(
-        body.user_id, "group_invite", f"You were invited to join group '{name}'",
-        group_id=group_id, group_name=name, invited_by=identity.user_id,
-    )
+    _limit(svc.invite_limit, identity.user_id, "invites")
+    async with svc.invite_locks.hold(group_id):
+        name = await _write(groups.invite, group_id, identity.user_id, body.user_id)
+        _changed(group_id)
+        frame = await svc.manager.notify(
+            body.user_id, INVITE_SUBTYPE, f"You were invited to join group '{name}'",
+            group_id=group_id, group_name=name, invited_by=identity.user_id,
+        )
     return json_response({"group_id": group_id, "user_id": body.user_id, "status": "invited",
                           "notification_id": frame["id"]}, 201)
 
@@ -151,10 +178,11 @@ async def accept(group_id: int) -> Response:
 
 @bp.post("/api/groups/<int:group_id>/decline")
 async def decline(group_id: int) -> Response:
-    """Decline (delete) the caller's pending invite."""
+    """Decline (delete) the caller's pending invite, and its notification."""
     identity = await current_identity()
     path_id(group_id, "group")
-    await _write(groups.decline_invite, group_id, identity.user_id)
+    async with services().invite_locks.hold(group_id):
+        await _write(groups.decline_invite, group_id, identity.user_id)
     _changed(group_id)
     return json_response({"group_id": group_id, "status": "declined"})
 
@@ -164,7 +192,8 @@ async def leave(group_id: int) -> Response:
     """Leave a group; ownership passes on, and a group left empty is deleted."""
     identity = await current_identity()
     path_id(group_id, "group")
-    outcome = await _write(groups.leave, group_id, identity.user_id)
+    async with services().invite_locks.hold(group_id):  # may delete the group's invites
+        outcome = await _write(groups.leave, group_id, identity.user_id)
     _changed(group_id)
     return json_response({"group_id": group_id, "status": "left",
                           "new_owner_id": outcome.new_owner,
@@ -184,11 +213,13 @@ async def rename(group_id: int) -> Response:
 
 @bp.delete("/api/groups/<int:group_id>/members/<int:user_id>")
 async def remove_member(group_id: int, user_id: int) -> Response:
-    """Remove a member or withdraw an invite (owner only)."""
+    """Remove a member or withdraw an invite (owner only); a withdrawn invite's
+    notification is deleted."""
     identity = await current_identity()
     path_id(group_id, "group")
     path_id(user_id, "user")
-    removed = await _write(groups.remove_member, group_id, identity.user_id, user_id)
+    async with services().invite_locks.hold(group_id):
+        removed = await _write(groups.remove_member, group_id, identity.user_id, user_id)
     _changed(group_id)
     return json_response({"group_id": group_id, "user_id": user_id, "removed": removed})
 
@@ -198,6 +229,7 @@ async def delete(group_id: int) -> Response:
     """Delete a group with its memberships and invites (owner only)."""
     identity = await current_identity()
     path_id(group_id, "group")
-    await _write(groups.delete_group, group_id, identity.user_id)
+    async with services().invite_locks.hold(group_id):
+        await _write(groups.delete_group, group_id, identity.user_id)
     _changed(group_id)
     return json_response({"group_id": group_id, "deleted": True})

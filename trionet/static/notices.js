@@ -21,6 +21,11 @@ export class Notices {
       }
     });
     byId("mark-all-read").addEventListener("click", () => this.markAllRead());
+    document.addEventListener("trionet:notifications-changed", () => {
+      // an invite was answered elsewhere on the page: its notification is read (or gone)
+      this.items = new Map([...this.items].filter(([, n]) => n.subtype !== "group_invite"));
+      this.load().catch((err) => console.debug("reloading notifications failed", err));
+    });
     byId("broadcast-close").addEventListener("click", () => {
       byId("broadcast-banner").hidden = true;
     });
@@ -86,7 +91,7 @@ export class Notices {
     byId("notification-list").replaceChildren(...newest.map((n) => el("li",
       { className: n.read ? "read" : "unread" },
       el("span", { className: "visually-hidden" }, n.read ? "read: " : "unread: "),
-      el("span", { className: "text" }, n.message),
+      el("span", { className: "text", dir: "auto" }, n.message),
       el("time", { dateTime: n.timestamp }, shortTime(n.timestamp)))));
     byId("notifications-empty").hidden = newest.length > 0;
     byId("mark-all-read").disabled = this.unread === 0;

@@ -101,7 +101,7 @@ export class Sidebar {
   renderGroups() {
     const list = byId("group-list");
     const items = [...this.groups.values()].map((g) =>
-      this.item(`group:${g.id}`, hashFor("group", g.id), el("span", { className: "label" }, g.name),
+      this.item(`group:${g.id}`, hashFor("group", g.id), el("span", { className: "label", dir: "auto" }, g.name),
         [el("span", { className: "hash", attrs: { "aria-hidden": "true" } }, "#")]));
     list.replaceChildren(...items);
     if (!items.length) list.append(el("li", { className: "muted" }, "No groups yet."));
@@ -110,7 +110,7 @@ export class Sidebar {
   renderInvites() {
     byId("invites-section").hidden = this.invites.length === 0;
     const items = this.invites.map((inv) => el("li", { className: "invite" },
-      el("span", { className: "label" }, inv.group_name),
+      el("span", { className: "label", dir: "auto" }, inv.group_name),
       el("span", { className: "muted" }, " from ", nameNode(inv.invited_by)),
       el("span", { className: "row" },
         el("button", { type: "button", onclick: () => this.answer(inv, "accept") }, "Accept"),
@@ -131,6 +131,8 @@ export class Sidebar {
   async answer(invite, verb) {
     try {
       await post(`/api/groups/${invite.group_id}/${verb}`);
+      // the server marked (accept) or removed (decline) the invite's notification
+      document.dispatchEvent(new CustomEvent("trionet:notifications-changed"));
       await this.loadGroups();
       if (verb === "accept") location.hash = hashFor("group", invite.group_id);
     } catch (err) {

@@ -1,7 +1,8 @@
 """Conversations and the people related to a user (plain functions; run them off the loop).
 
 The ``conversations`` table (migration m0002) is kept by a trigger on ``messages``: one row
-per user and peer with the id of their latest private message.
+per user and peer with the id of their latest private message, and (m0004) ``wrote``, set once
+the user has sent the peer a message.
 """
 
 from __future__ import annotations
@@ -65,10 +66,14 @@ def related_users(
     wanted: Callable[[int], bool],
     limit: int,
 ) -> list[int]:
-    """Up to ``limit`` users for whom ``wanted(id)`` holds among those who share an accepted
-    group with ``user_id`` or have a private conversation with them (``user_id`` excluded).
+    """Up to ``limit`` users for whom ``wanted(id)`` holds among those related to ``user_id``
+    (``user_id`` excluded): who share an accepted group with them, or have a private
+    conversation with them in which **both** sides have written.
 
-    Stops reading as soon as ``limit`` are found.
+    A conversation only one side wrote to is no relation: otherwise one unsolicited message
+    would let a stranger follow someone's online status. Both look-ups walk primary keys and
+    indexes (``group_members_by_user``, then the ``conversations`` key from each side); it
+    stops reading as soon as ``limit`` are found.
     """
     found: dict[int, None] = {}
     if limit <= 0:
@@ -82,7 +87,11 @@ def related_users(
             (user_id, user_id),
         ),
         (
-            "SELECT peer_id FROM conversations WHERE user_id = ? AND peer_id != ?",
+            "SELECT mine.peer_id FROM conversations mine"
+            " JOIN conversations theirs"
+            "   ON theirs.user_id = mine.peer_id AND theirs.peer_id = mine.user_id"
+            " WHERE mine.user_id = ? AND mine.peer_id != ? AND mine.wrote = 1"
+            " AND theirs.wrote = 1",
             (user_id, user_id),
         ),
     )

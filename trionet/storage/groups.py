@@ -3,6 +3,10 @@
 Every function that changes something is meant to run inside one ``Database.write``
 transaction, so its checks and its changes are atomic. A refused operation raises
 :class:`GroupRefused` with a :class:`Refusal` saying why; nothing has been changed then.
+
+An invitee holds at most one ``group_invite`` notification per group: inviting deletes the
+earlier one (its own is inserted after this transaction), and withdrawing, declining or
+deleting the group deletes it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from ..clock import now_iso
 from . import accounts
+from .notifications import drop_invite_notifications, mark_invite_read
 
 __all__ = [
     "GroupRefused",
@@ -189,6 +194,7 @@ def invite(conn: sqlite3.Connection, group_id: int, inviter_id: int, invitee_id:
     if status == "invited":
         raise GroupRefused(Refusal.ALREADY_INVITED,
                            f"user {invitee_id} is already invited to group {group_id}")
+    drop_invite_notifications(conn, group_id, [invitee_id])  # the new one comes after this
     conn.execute(
         "INSERT INTO group_members (group_id, user_id, status, invited_by, created_at)"
         " VALUES (?, ?, 'invited', ?, ?)",
@@ -198,7 +204,8 @@ def invite(conn: sqlite3.Connection, group_id: int, inviter_id: int, invitee_id:
 
 
 def accept_invite(conn: sqlite3.Connection, group_id: int, user_id: int) -> None:
-    """Turn the user's pending invite into an accepted membership."""
+    """Turn the user's pending invite into an accepted membership; its notification is
+    marked read."""
     _require_group(conn, group_id)
     status = member_status(conn, group_id, user_id)
     if status == "accepted":
@@ -210,10 +217,11 @@ def accept_invite(conn: sqlite3.Connection, group_id: int, user_id: int) -> None
         " WHERE group_id = ? AND user_id = ?",
         (now_iso(), group_id, user_id),
     )
+    mark_invite_read(conn, group_id, user_id)
 
 
 def decline_invite(conn: sqlite3.Connection, group_id: int, user_id: int) -> None:
-    """Delete the user's pending invite."""
+    """Delete the user's pending invite and its notification."""
     _require_group(conn, group_id)
     status = member_status(conn, group_id, user_id)
     if status == "accepted":
@@ -222,6 +230,7 @@ def decline_invite(conn: sqlite3.Connection, group_id: int, user_id: int) -> Non
         raise GroupRefused(Refusal.NO_INVITE, f"you have no invite to group {group_id}")
     conn.execute("DELETE FROM group_members WHERE group_id = ? AND user_id = ?",
                  (group_id, user_id))
+    drop_invite_notifications(conn, group_id, [user_id])
 
 
 def _longest_standing(conn: sqlite3.Connection, group_id: int) -> int | None:
@@ -233,10 +242,23 @@ def _longest_standing(conn: sqlite3.Connection, group_id: int) -> int | None:
     return None if row is None else int(row[0])
 
 
+def _invitees(conn: sqlite3.Connection, group_id: int) -> list[int]:
+    return [int(r[0]) for r in conn.execute(
+        "SELECT user_id FROM group_members WHERE group_id = ? AND status = 'invited'",
+        (group_id,),
+    )]
+
+
+def _delete(conn: sqlite3.Connection, group_id: int) -> None:
+    """Delete the group, its memberships, and its pending invites with their notifications."""
+    drop_invite_notifications(conn, group_id, _invitees(conn, group_id))
+    conn.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+
+
 def _after_departure(conn: sqlite3.Connection, group: sqlite3.Row, user_id: int) -> LeaveOutcome:
     successor = _longest_standing(conn, group["id"])
     if successor is None:
-        conn.execute("DELETE FROM groups WHERE id = ?", (group["id"],))
+        _delete(conn, group["id"])
         return LeaveOutcome(new_owner=None, deleted=True)
     if group["owner_id"] == user_id:
         conn.execute("UPDATE groups SET owner_id = ? WHERE id = ?", (successor, group["id"]))
@@ -268,7 +290,10 @@ def rename(conn: sqlite3.Connection, group_id: int, owner_id: int, name: str) ->
 def remove_member(
     conn: sqlite3.Connection, group_id: int, owner_id: int, user_id: int
 ) -> str:
-    """Remove a member or withdraw an invite (owner only); returns the removed status."""
+    """Remove a member or withdraw an invite (owner only); returns the removed status.
+
+    A withdrawn invite's notification is deleted with it.
+    """
     group = _require_group(conn, group_id)
     _require_owner(conn, group, owner_id)
     if user_id == owner_id:
@@ -280,17 +305,20 @@ def remove_member(
                            f"user {user_id} is neither a member of nor invited to group {group_id}")
     conn.execute("DELETE FROM group_members WHERE group_id = ? AND user_id = ?",
                  (group_id, user_id))
+    if status == "invited":  # a withdrawn invite takes its notification with it
+        drop_invite_notifications(conn, group_id, [user_id])
     return status
 
 
 def delete_group(conn: sqlite3.Connection, group_id: int, owner_id: int) -> None:
-    """Delete the group and every membership and invite (owner only).
+    """Delete the group and every membership and invite, with the pending invitees'
+    invite notifications (owner only).
 
     Its messages stay in the database but no history endpoint serves them any more.
     """
     group = _require_group(conn, group_id)
     _require_owner(conn, group, owner_id)
-    conn.execute("DELETE FROM groups WHERE id = ?", (group_id,))
+    _delete(conn, group_id)
 
 
 def upsert_group(

@@ -131,3 +131,25 @@ def test_a_socket_registering_after_its_session_ended_is_closed_at_once() -> Non
     assert drain(receive) == []
     fresh, _ = connect(manager, 1, session="new")
     assert fresh.close_code is None and manager.is_online(1)
+
+
+async def test_notify_returns_only_once_the_frame_is_queued_to_the_connections() -> None:
+    """``done`` used to fire when the committed batch entered the manager's inbox, before it
+    was routed: notify() could return with the frame not yet queued anywhere."""
+    from trionet.testing import running_server
+
+    async with running_server() as server:
+        bob = await server.create_user("bob")
+        manager = server.services.manager
+        with trio.fail_after(10):
+            async with server.connect(bob) as ws:
+                while not manager.is_online(bob.id):
+                    await trio.sleep(0.01)
+                deliveries = server.services.metrics.deliveries
+                for i in range(20):  # the old order was a coin toss between two tasks
+                    before = deliveries._value.get()
+                    await manager.notify(bob.id, "ping", f"n{i}")
+                    assert deliveries._value.get() == before + 1, i
+                for i in range(20):
+                    frame = await server.receive_json(ws)
+                    assert frame["message"] == f"n{i}"

@@ -15,6 +15,7 @@ from typing import Any
 
 import trio
 
+from .dedupe import Receipt, record_fingerprint
 from .interfaces import MessagePersister, MessageRecord, NotificationRecord
 from .metrics import Metrics
 
@@ -29,7 +30,7 @@ class Pending:
     """A record on its way to the database, and what to do once it is there."""
 
     __slots__ = ("message", "notification", "target", "frame", "origin", "client_id", "done",
-                 "persisted", "delivered", "duplicate_of")
+                 "persisted", "delivered", "duplicate_of", "reused", "receipt")
 
     def __init__(
         self,
@@ -50,14 +51,33 @@ class Pending:
         self.client_id = client_id
         self.done = done
         self.persisted = False
-        #: set once the outcome of the commit is known and the frame was routed
+        #: set by :meth:`routed`, once the outcome of the commit is known and the frame is
+        #: queued to its recipients
         self.delivered = False
         #: (id, created_at) of the message stored earlier with the same sender and client_id
         self.duplicate_of: tuple[int, str] | None = None
+        #: the stored message under that pair is a different one: the client reused its
+        #: ``client_id`` for another frame, which is refused (never acked as the original)
+        self.reused = False
+        #: the resend table's entry for this send, settled once it is delivered
+        self.receipt: Receipt | None = None
+
+    def routed(self) -> None:
+        """Mark the record delivered: its frame is queued to every recipient connection (and
+        its ack to the sender's), or the record was dropped. Wakes whoever waits on ``done``."""
+        if self.delivered:
+            return
+        self.delivered = True
+        if self.receipt is not None:
+            self.receipt.settle(self)
+            self.receipt = None
+        if self.done is not None:
+            self.done.set()
 
 
 class GroupCommitter:
-    """The persister pump. ``deliver`` receives each committed (or given-up-on) batch."""
+    """The persister pump. ``deliver`` receives each committed (or given-up-on) batch and calls
+    :meth:`Pending.routed` on each of its records once routed."""
 
     def __init__(
         self,
@@ -132,7 +152,7 @@ class GroupCommitter:
                 return
             if duplicates is not None and duplicates is not False:  # stored
                 self._observe(started, len(batch))
-                _mark_duplicates(batch, duplicates)
+                await self._flag_reused(_mark_duplicates(batch, duplicates))
                 await self._finish(batch, True)
                 return
         done = trio.Event()
@@ -151,13 +171,11 @@ class GroupCommitter:
         await self._finish(batch, persisted)
 
     async def _finish(self, batch: list[Pending], persisted: bool) -> None:
+        """Hand the batch on; ``deliver`` calls :meth:`Pending.routed` on each record once it
+        has been routed to its recipients' connections."""
         for p in batch:
             p.persisted = persisted
         await self._deliver(batch)
-        for p in batch:
-            p.delivered = True
-            if p.done is not None:
-                p.done.set()
 
     def _observe(self, started: float, records: int) -> None:
         self._metrics.commit_seconds.observe(trio.current_time() - started)
@@ -173,7 +191,21 @@ class GroupCommitter:
         duplicates = await self._persister.save(*_records(batch))
         self._observe(started, len(batch))
         if duplicates:
-            _mark_duplicates(batch, duplicates)
+            await self._flag_reused(_mark_duplicates(batch, duplicates))
+
+    async def _flag_reused(self, marked: Sequence[Pending]) -> None:
+        """Of the messages caught as copies of stored ones, flag those that are different
+        messages under a reused ``client_id`` (rare: a lookup each)."""
+        for p in marked:
+            m = p.message
+            assert m is not None and m.client_id is not None
+            try:
+                stored = await self._persister.find_by_client_id(m.sender_id, m.client_id)
+            except Exception:
+                log.exception("client_id look-up failed; treating %r as a resend", m.client_id)
+                continue
+            if stored is not None and record_fingerprint(stored) != record_fingerprint(m):
+                p.reused = True
 
     async def _commit(self, batch: list[Pending], done: trio.Event, outcome: list[bool]) -> None:
         ok = False
@@ -236,10 +268,15 @@ def _records(batch: Sequence[Pending]) -> tuple[list[MessageRecord], list[Notifi
 Duplicates = Mapping[tuple[int, str], tuple[int, str]]
 
 
-def _mark_duplicates(batch: Sequence[Pending], duplicates: object) -> None:
+def _mark_duplicates(batch: Sequence[Pending], duplicates: object) -> list[Pending]:
+    """Mark the messages the store caught as copies; returns them."""
     if not isinstance(duplicates, Mapping) or not duplicates:
-        return
+        return []
+    marked = []
     for p in batch:
         m = p.message
         if m is not None and m.client_id is not None:
             p.duplicate_of = duplicates.get((m.sender_id, m.client_id))
+            if p.duplicate_of is not None:
+                marked.append(p)
+    return marked

@@ -16,14 +16,15 @@ import trio
 from . import protocol
 from .clock import now_iso
 from .committer import Pending
-from .errors import CloseCode, ErrorCode, FrameError
-from .frames import message_frame
+from .dedupe import Receipt, fingerprint, record_fingerprint, reused_message
+from .errors import CloseCode, ErrorCode, FrameError, StoreUnavailable
+from .frames import message_frame, notification_frame
 from .ids import id_to_iso
 from .interfaces import Identity, MessageRecord
 from .manager import Conn
 from .messagetypes import MessageType
-from .ratelimit import TokenBucket
-from .resume import frame_id, plan_replay
+from .ratelimit import FloodGate, TokenBucket, Verdict
+from .resume import frame_id, plan_replay, replay_pages
 
 if TYPE_CHECKING:
     from .app import Services
@@ -32,7 +33,7 @@ __all__ = ["ConnectionGone", "Transport", "serve_connection"]
 
 log = logging.getLogger("trionet.connection")
 
-#: continuous rate limiting for this long closes the connection with 1008
+#: this long of flooding (each second more frames refused than accepted) closes with 1008
 ABUSE_SECONDS = 10.0
 #: most queued frames the writer sends in one write (joined into one message when coalescing)
 COALESCE_MAX = 128
@@ -40,6 +41,10 @@ COALESCE_MAX = 128
 CLOSE_WAIT_SECONDS = 2.0
 #: how long after connecting a resuming connection checks resends and replayed ids
 DEDUPE_SECONDS = 60.0
+#: most records, and most bytes of stored content, one page of a replay reads from the store
+#: (it is written to the socket before the next is read)
+REPLAY_PAGE_ROWS = 64
+REPLAY_PAGE_BYTES = 256 * 1024
 
 
 class ConnectionGone(Exception):
@@ -49,8 +54,9 @@ class ConnectionGone(Exception):
 class Transport(Protocol):
     """The socket side of a connection."""
 
-    async def receive(self) -> str | bytes | None:
-        """The next message: text, or bytes for a binary one; raises :class:`ConnectionGone`."""
+    async def receive(self) -> str | bytes:
+        """The next message: text, or bytes for a binary one (``b""`` for an empty one, which
+        Quart's own glue would turn into None); raises :class:`ConnectionGone`."""
         ...
 
     async def send_frames(self, payloads: Sequence[bytes], joined: bool) -> None:
@@ -67,8 +73,8 @@ _NOTHING_REPLAYED: frozenset[int] = frozenset()
 class _Session:
     """What the reader and the writer of one connection share."""
 
-    __slots__ = ("services", "settings", "manager", "conn", "ws", "bucket", "limited_since",
-                 "coalesce", "replayed", "dedupe_until", "check_store_until", "type_buckets")
+    __slots__ = ("services", "settings", "manager", "conn", "ws", "gate", "coalesce",
+                 "replayed", "dedupe_until", "check_store_until", "type_buckets")
 
     def __init__(self, services: Services, conn: Conn, ws: Transport) -> None:
         self.services = services
@@ -77,8 +83,7 @@ class _Session:
         self.conn = conn
         self.ws = ws
         s = services.settings
-        self.bucket = TokenBucket(s.rate_limit, s.rate_limit * 2, trio.current_time())
-        self.limited_since: float | None = None
+        self.gate = FloodGate(s.rate_limit, trio.current_time(), abuse_seconds=ABUSE_SECONDS)
         self.coalesce = False
         #: ids written by the replay; live duplicates of them are dropped for a while
         self.replayed: frozenset[int] | set[int] = _NOTHING_REPLAYED
@@ -101,37 +106,40 @@ class _Session:
                 return
             if self.conn.closed:
                 continue  # closing: read (and drop) until the peer's close arrives
-            if isinstance(data, str):
-                size = len(data)
-                if size > max_bytes // 4 and len(data.encode()) > max_bytes:
-                    self.manager.close(self.conn, CloseCode.MESSAGE_TOO_BIG)
-                    continue
-            else:  # bytes, or None for an empty binary frame
-                if data is not None and len(data) > max_bytes:
-                    self.manager.close(self.conn, CloseCode.MESSAGE_TOO_BIG)
-                    continue
+            if len(data) > max_bytes // 4 and len(
+                    data.encode() if isinstance(data, str) else data) > max_bytes:
+                self.manager.close(self.conn, CloseCode.MESSAGE_TOO_BIG)
+                continue
+            # every frame counts, binary and malformed ones included
+            verdict = self.gate.admit(trio.current_time())
+            if verdict is not Verdict.ACCEPT:
+                self._refuse(verdict, data)
+                continue
+            if not isinstance(data, str):  # a binary frame
                 frames_in.labels("binary").inc()
                 self.error(ErrorCode.BINARY_FRAME,
                            "binary frames are not supported; send JSON text")
                 continue
-            now = trio.current_time()
-            if not self.bucket.take(now):
-                self.services.metrics.rate_limited.inc()
-                if self.limited_since is None:
-                    self.limited_since = now
-                elif now - self.limited_since >= ABUSE_SECONDS:
-                    self.manager.close(self.conn, CloseCode.POLICY_VIOLATION)
-                    continue
-                self.error(ErrorCode.RATE_LIMITED, "too many frames; slow down")
-                continue
-            self.limited_since = None
             try:
                 await self.handle(data)
             except FrameError as exc:
                 self.error(exc.code, exc.message, exc.client_id)
+            except StoreUnavailable:
+                self.error(ErrorCode.UNAVAILABLE, "storage is busy or unavailable; try again",
+                           protocol.client_id_of(data))
             except Exception:
                 log.exception("frame handling failed for %r", self.conn)
                 self.error(ErrorCode.INTERNAL, "internal error; the frame was not processed")
+
+    def _refuse(self, verdict: Verdict, data: str | bytes) -> None:
+        """A frame over the rate limit: answered, dropped silently while the connection
+        floods (one answer a second), or the connection closed after sustained flooding."""
+        self.services.metrics.rate_limited.inc()
+        if verdict is Verdict.CLOSE:
+            self.manager.close(self.conn, CloseCode.POLICY_VIOLATION)
+        elif verdict is Verdict.REFUSE:
+            cid = protocol.client_id_of(data) if isinstance(data, str) else None
+            self.error(ErrorCode.RATE_LIMITED, "too many frames; slow down", cid)
 
     async def handle(self, raw: str) -> None:
         types = self.services.message_types
@@ -151,20 +159,23 @@ class _Session:
         if mtype.persisted:
             if route.kind is None:
                 raise RuntimeError(f"persisted type {name!r} was routed to no user or group")
-            if await self._resent(client_id):
-                return
+            builtin = name in ("private", "group")
+            content = frame.content if builtin else protocol.encode(mtype.payload(frame)).decode()
+            subtype = None if builtin else name
+            fp = None
+            if client_id is not None:
+                fp = fingerprint(route.kind, route.scope.get("to"), route.scope.get("group_id"),
+                                 subtype, content)
+                if await self._resent(client_id, fp):
+                    return
             self._check_available(client_id)
             mid = self.manager.ids.next()
-            builtin = name in ("private", "group")
             record = MessageRecord(
-                id=mid, kind=route.kind, sender_id=self.conn.user_id,
-                content=frame.content if builtin else protocol.encode(
-                    mtype.payload(frame)).decode(),
+                id=mid, kind=route.kind, sender_id=self.conn.user_id, content=content,
                 created_at=id_to_iso(mid), recipient_id=route.scope.get("to"),
-                group_id=route.scope.get("group_id"), client_id=client_id,
-                subtype=None if builtin else name,
+                group_id=route.scope.get("group_id"), client_id=client_id, subtype=subtype,
             )
-            await self._submit(record, route.target)
+            await self._submit(record, route.target, fp)
             return
         ts = now_iso()
         out = {"type": name, "from": self.conn.user_id, **route.scope, **mtype.payload(frame),
@@ -213,65 +224,104 @@ class _Session:
                              "storage is failing and the retry buffer is full; try again later",
                              client_id)
 
-    async def _submit(self, record: MessageRecord, target: object) -> None:
+    async def _submit(self, record: MessageRecord, target: object, fp: bytes | None) -> None:
         committer = self.manager.committer
         assert committer is not None
         pending = Pending(message=record, target=target, frame=message_frame(record),
                           origin=self.conn, client_id=record.client_id)
-        if record.client_id is not None:
-            self.services.recent_sends.add(record.sender_id, record.client_id, pending)
+        if record.client_id is not None and fp is not None:
+            pending.receipt = Receipt(fp, pending, trio.current_time())
+            self.services.recent_sends.add(record.sender_id, record.client_id, pending.receipt)
         await committer.submit(pending)
 
-    async def _resent(self, client_id: str | None) -> bool:
-        """Answer a resend of an already accepted frame with its original ack."""
-        if client_id is None:
-            return False
+    async def _resent(self, client_id: str, fp: bytes) -> bool:
+        """Answer a resend of an accepted frame with its original ack (True); refuse a
+        different frame under a used ``client_id``; False for a new ``client_id``."""
         user_id = self.conn.user_id
-        earlier = self.services.recent_sends.get(user_id, client_id)
-        if earlier is not None and earlier.message is not None:
-            if not earlier.delivered:
-                if earlier.done is None:
-                    earlier.done = trio.Event()
-                await earlier.done.wait()
-            record, persisted = earlier.message, earlier.persisted
-            if earlier.duplicate_of is not None:  # itself a resend of a stored one
-                self.manager.reply(self.conn, protocol.encode_ack(
-                    client_id, earlier.duplicate_of[0], earlier.duplicate_of[1], True))
-                return True
-        elif trio.current_time() < self.check_store_until:
-            stored = await self.services.persister.find_by_client_id(user_id, client_id)
-            if stored is None:
-                return False
-            record, persisted = stored, True
-        else:
+        now = trio.current_time()
+        receipt = self.services.recent_sends.get(user_id, client_id, now)
+        check_store = now < self.check_store_until
+        if receipt is not None and receipt.reused:  # the stored message is the one to match
+            receipt, check_store = None, True
+        if receipt is not None:
+            if receipt.fingerprint != fp:
+                raise FrameError(ErrorCode.CLIENT_ID_REUSED, reused_message(client_id),
+                                 client_id)
+            pending = receipt.pending
+            if pending is not None:  # still being committed: answer as it is answered
+                if pending.done is None:
+                    pending.done = trio.Event()
+                await pending.done.wait()
+            if receipt.reused:
+                raise FrameError(ErrorCode.CLIENT_ID_REUSED, reused_message(client_id),
+                                 client_id)
+            self.manager.reply(self.conn, protocol.encode_ack(
+                client_id, receipt.id, receipt.created_at, receipt.persisted))
+            return True
+        if not check_store:
             return False
-        self.manager.reply(self.conn, protocol.encode_ack(client_id, record.id,
-                                                          record.created_at, persisted))
+        stored = await self.services.persister.find_by_client_id(user_id, client_id)
+        if stored is None:
+            return False
+        if record_fingerprint(stored) != fp:
+            raise FrameError(ErrorCode.CLIENT_ID_REUSED, reused_message(client_id), client_id)
+        self.manager.reply(self.conn, protocol.encode_ack(client_id, stored.id,
+                                                          stored.created_at, True))
         return True
 
     async def replay(self, since: int, since_notification: int | None) -> None:
-        """Write what the client missed, then ``synced``; live frames wait in the outbox."""
+        """Write what the client missed, then ``synced``; live frames wait in the outbox.
+
+        The plan reads ids and sizes only; the records are then read, encoded and written one
+        page at a time (each written before the next is read), so a client that does not read
+        holds about one page in memory, not the whole replay.
+        """
         svc = self.services
+        persister = svc.persister
+        user_id = self.conn.user_id
         limit = self.settings.replay_limit
-        messages, notifications = await svc.persister.replay(
-            self.conn.user_id, since=since, since_notification=since_notification, limit=limit)
-        frames, gap_from = plan_replay(messages, notifications, limit)
+        message_sizes, notification_sizes = await persister.replay_sizes(
+            user_id, since=since, since_notification=since_notification, limit=limit)
+        window, gap_from = plan_replay(message_sizes, notification_sizes, limit,
+                                       self.settings.replay_bytes)
+        del message_sizes, notification_sizes
         svc.metrics.replays.inc()
-        out: list[bytes] = []
+        replayed: set[int] = set()
+        self.replayed = replayed
+        head: list[bytes] = []
         if gap_from is not None:
-            out.append(protocol.encode({"type": "sync_gap", "from_id": gap_from}))
-        self.replayed = {fid for fid, _ in frames}
-        out += [protocol.encode(f) for _, f in frames]
-        last_id = max((m.id for m in messages if m.id in self.replayed), default=since)
-        last_note = max((n.id for n in notifications if n.id in self.replayed),
-                        default=since_notification)
+            head.append(protocol.encode({"type": "sync_gap", "from_id": gap_from}))
+        last_id, last_note = since, since_notification
+        for page in replay_pages(window, REPLAY_PAGE_ROWS, REPLAY_PAGE_BYTES):
+            messages, notifications = await persister.replay_page(
+                user_id, [i.id for i in page if not i.notification],
+                [i.id for i in page if i.notification])
+            frames = [(m.id, message_frame(m)) for m in messages]
+            frames += [(n.id, notification_frame(n)) for n in notifications]
+            frames.sort(key=lambda pair: pair[0])
+            last_id = max((m.id for m in messages), default=last_id)
+            if notifications:
+                last_note = max(n.id for n in notifications)
+            out = head + [protocol.encode(f) for _, f in frames]
+            replayed.update(fid for fid, _ in frames)
+            head = []
+            del messages, notifications, frames  # only the encoded page waits for the socket
+            await self._write_replay(out)
         synced: dict[str, object] = {"type": "synced", "last_id": last_id}
         if since_notification is not None:
             synced["last_notification_id"] = last_note
-        out.append(protocol.encode(synced))
-        for start in range(0, len(out), COALESCE_MAX):
-            await self.ws.send_frames(out[start:start + COALESCE_MAX], self.coalesce)
+        await self._write_replay([*head, protocol.encode(synced)])
         self.dedupe_until = trio.current_time() + DEDUPE_SECONDS
+
+    async def _write_replay(self, out: list[bytes]) -> None:
+        """Write replay frames, counted in ``trionet_replay_buffered_bytes`` until written."""
+        size = sum(map(len, out))
+        buffered = self.services.metrics.replay_buffered_bytes
+        buffered.inc(size)
+        try:
+            await self.ws.send_frames(out, self.coalesce)
+        finally:
+            buffered.dec(size)
 
     def already_replayed(self, frame: bytes) -> bool:
         if trio.current_time() > self.dedupe_until:

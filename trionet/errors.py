@@ -4,14 +4,15 @@ Exception tree::
 
     TrionetError
     ├── ApiError            an HTTP request is refused (status + code + message)
-    └── FrameError          a WebSocket frame is refused (code + message), connection stays open
+    ├── FrameError          a WebSocket frame is refused (code + message), connection stays open
+    └── StoreUnavailable    the database is locked, busy or unreachable: retry later (HTTP 503)
 """
 
 from __future__ import annotations
 
 import enum
 
-__all__ = ["ApiError", "CloseCode", "ErrorCode", "FrameError", "TrionetError"]
+__all__ = ["ApiError", "CloseCode", "ErrorCode", "FrameError", "StoreUnavailable", "TrionetError"]
 
 
 class CloseCode(enum.IntEnum):
@@ -43,6 +44,7 @@ class ErrorCode(enum.StrEnum):
     FORBIDDEN = "forbidden"
     UNKNOWN_USER = "unknown_user"
     RATE_LIMITED = "rate_limited"
+    CLIENT_ID_REUSED = "client_id_reused"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
     # HTTP-only codes
@@ -86,3 +88,10 @@ class FrameError(TrionetError):
         self.code = code
         self.message = message
         self.client_id = client_id
+
+
+class StoreUnavailable(TrionetError):
+    """The database could not serve a call now (locked by another process, busy, unreachable).
+
+    HTTP handlers answer it with 503 and ``Retry-After``; nothing was changed.
+    """

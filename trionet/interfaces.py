@@ -119,13 +119,31 @@ class MessagePersister(Protocol):
         """Messages of one group, newest first."""
         ...
 
-    async def replay(
+    async def replay_sizes(
         self, user_id: int, *, since: int, since_notification: int | None, limit: int
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """Plan a resuming client's replay: ``(id, size)`` of up to ``limit`` + 1 of the newest
+        messages addressed to ``user_id`` with an id above ``since`` (private to or from it,
+        groups it is an accepted member of), and of its notifications above
+        ``since_notification`` (none when None), each newest first.
+
+        ``size`` is what the record holds in bytes: a message's ``content`` UTF-8 encoded, a
+        notification's ``message`` plus its ``payload`` as JSON. This runs on every resume
+        before anything is read: it should read ids and sizes only, never the contents, and
+        stop after ``limit`` + 1 rows of each kind.
+        """
+        ...
+
+    async def replay_page(
+        self, user_id: int, message_ids: Sequence[int], notification_ids: Sequence[int]
     ) -> tuple[list[MessageRecord], list[NotificationRecord]]:
-        """For a resuming client: up to ``limit`` + 1 of the newest messages addressed to
-        ``user_id`` with an id above ``since`` (private to or from it, groups it is an accepted
-        member of), and of its notifications above ``since_notification`` (none when None),
-        each newest first."""
+        """The messages and notifications with these ids (from :meth:`replay_sizes` for
+        ``user_id``, a page of at most a few dozen), each in ascending id order.
+
+        Ids no longer stored, and records ``user_id`` may not see (any more), are left out.
+        The replay reads and writes one page at a time, so this is what one resuming
+        connection holds in memory.
+        """
         ...
 
     async def find_by_client_id(self, sender_id: int, client_id: str) -> MessageRecord | None:

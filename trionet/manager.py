@@ -17,7 +17,8 @@ import trio
 
 from . import protocol
 from .committer import GroupCommitter, Pending
-from .errors import CloseCode
+from .dedupe import reused_message
+from .errors import CloseCode, ErrorCode
 from .frames import RESERVED_NOTIFICATION_KEYS, notification_frame
 from .ids import IdAllocator, id_to_iso
 from .interfaces import Identity, NotificationRecord
@@ -25,7 +26,7 @@ from .membership import MembershipCache
 from .metrics import Metrics
 from .routing import Target, ToAll, ToUsers, group_target, recipients
 
-__all__ = ["Conn", "Manager"]
+__all__ = ["Conn", "Manager", "reused_error"]
 
 log = logging.getLogger("trionet.manager")
 
@@ -90,11 +91,33 @@ class Manager:
         self._running = False
         #: called with (user_id, online) when a user's first connection opens or last closes
         self.on_presence: Callable[[int, bool], None] | None = None
+        #: called with the recipients once notify_many's notifications are committed
+        self.on_notified: Callable[[list[int]], None] | None = None
         #: sessions ended recently (key -> monotonic time): a socket whose handshake raced
         #: the logout is refused when it registers
         self._revoked: dict[str, float] = {}
+        #: per user, WebSocket handlers running (handshakes included), for the per-user cap
+        self._slots: dict[int, int] = {}
 
     # -- registry ---------------------------------------------------------------------------
+
+    def reserve(self, user_id: int, limit: int) -> bool:
+        """Take one of the user's ``limit`` connection slots (0: no limit) for a WebSocket
+        handler, from its handshake to its end; False when all are taken. Every True must be
+        matched by one :meth:`release`."""
+        held = self._slots.get(user_id, 0)
+        if limit and held >= limit:
+            return False
+        self._slots[user_id] = held + 1
+        return True
+
+    def release(self, user_id: int) -> None:
+        """Give back a slot taken by :meth:`reserve`."""
+        held = self._slots.get(user_id, 0) - 1
+        if held > 0:
+            self._slots[user_id] = held
+        else:
+            self._slots.pop(user_id, None)
 
     def register(self, conn: Conn) -> bool:
         """Add a connection; True when it is the user's first (the user came online).
@@ -227,7 +250,8 @@ class Manager:
     async def notify(
         self, user_id: int, subtype: str, message: str, /, **payload: Any
     ) -> dict[str, Any]:
-        """Persist a notification and push it to the user's connections; returns the frame.
+        """Persist a notification and push it to the user's connections; returns the frame
+        once it is stored (or given up on) and queued to every open connection of the user.
 
         ``payload`` keys join the frame beside ``subtype`` and ``message``; they never
         replace ``type``, ``id``, ``subtype``, ``message`` or ``timestamp``.
@@ -255,6 +279,8 @@ class Manager:
         for pending in pendings:
             assert pending.done is not None
             await pending.done.wait()
+        if self.on_notified is not None:
+            self.on_notified([p.notification.user_id for p in pendings if p.notification])
         return [p.frame for p in pendings if p.frame is not None]
 
     # -- the pump ---------------------------------------------------------------------------
@@ -271,7 +297,8 @@ class Manager:
             if p.duplicate_of is not None:  # a resend of a stored message: its original ack
                 if p.client_id is not None and p.origin is not None:
                     oid, ots = p.duplicate_of
-                    self.reply(p.origin, protocol.encode_ack(p.client_id, oid, ots, True))
+                    self.reply(p.origin, protocol.encode_ack(p.client_id, oid, ots, True)
+                               if not p.reused else reused_error(p.client_id))
                 p.frame = p.target = p.origin = None
                 continue
             if not p.persisted:
@@ -302,6 +329,9 @@ class Manager:
                     self._deliver(batch)
                 except Exception:  # a bug in one batch must not stop routing
                     log.exception("delivery of a batch failed")
+                finally:  # "done" means routed: the frames are in their connections' queues
+                    for p in batch:
+                        p.routed()
 
     async def _sweep(self) -> None:
         while True:
@@ -310,6 +340,12 @@ class Manager:
             cutoff = time.monotonic() - REVOKED_SECONDS  # handshakes take far less than this
             for key in [k for k, at in self._revoked.items() if at < cutoff]:
                 del self._revoked[key]
+
+
+def reused_error(client_id: str) -> bytes:
+    """The error for a frame that reuses the ``client_id`` of a different message."""
+    return protocol.encode_error(ErrorCode.CLIENT_ID_REUSED, reused_message(client_id),
+                                 client_id)
 
 
 def _kind(frame: dict[str, Any] | str | bytes) -> str:

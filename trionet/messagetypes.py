@@ -59,18 +59,26 @@ UserId = typing.Annotated[int, msgspec.Meta(gt=0, le=MAX_ID)]
 GroupId = UserId | typing.Annotated[str, msgspec.Meta(pattern=r"^[1-9][0-9]{0,15}$")]
 ClientId = typing.Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Content = typing.Annotated[str, msgspec.Meta(min_length=1)]
+#: a client's own idea of when it sent a frame (ignored): Unix seconds, or an ISO 8601 string
+ClientTimestamp = (typing.Annotated[float, msgspec.Meta(ge=0, le=2**53)]
+                   | typing.Annotated[str, msgspec.Meta(max_length=64)])
 
 #: fields that say where a frame goes; echoed in the delivered frame, not part of its payload
 ROUTING_FIELDS = frozenset({"to", "group_id"})
+#: fields every frame may carry that are never part of its payload
+_NOT_PAYLOAD = frozenset({"client_id", "timestamp"})
 
 
 class Frame(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
     """Base of every client frame schema: subclass it with ``tag="<type name>"``.
 
-    Unknown fields are refused; ``client_id`` (1-64 characters) is optional on every frame.
+    Unknown fields are refused; ``client_id`` (1-64 characters) is optional on every frame, and
+    so is ``timestamp`` (Unix seconds or an ISO 8601 string), which clients written against the
+    source design send: it is accepted and ignored, since the server's clock is authoritative.
     """
 
     client_id: ClientId | None = None
+    timestamp: ClientTimestamp | None = None
 
 
 class PrivateIn(Frame, tag="private"):
@@ -232,7 +240,7 @@ class MessageType:
         name = _tag(self.schema)
         fields = tuple(
             f for f in getattr(self.schema, "__struct_fields__", ())
-            if f != "client_id" and f not in ROUTING_FIELDS
+            if f not in _NOT_PAYLOAD and f not in ROUTING_FIELDS
         )
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "payload_fields", fields)
@@ -240,7 +248,7 @@ class MessageType:
             raise ValueError("rate must be positive (or None)")
 
     def payload(self, frame: Any) -> dict[str, Any]:
-        """The frame's own fields, without ``client_id`` and the routing fields."""
+        """The frame's own fields, without ``client_id``, ``timestamp`` and the routing fields."""
         return {f: getattr(frame, f) for f in self.payload_fields}
 
 

@@ -31,6 +31,11 @@ class Metrics:
         self.rate_limited = Counter(
             "trionet_rate_limited_frames", "Frames refused by the rate limit", registry=r
         )
+        self.limited = Counter(
+            "trionet_limited_requests",
+            "HTTP requests and WebSocket handshakes refused by an abuse limit, by limit",
+            ["limit"], registry=r,
+        )
         self.batch_size = Histogram(
             "trionet_persist_batch_size", "Records per commit",
             buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000), registry=r,
@@ -47,6 +52,11 @@ class Metrics:
             "trionet_retry_buffer_depth", "Records waiting to be written again", registry=r
         )
         self.replays = Counter("trionet_replays", "Resume replays served", registry=r)
+        self.replay_buffered_bytes = Gauge(
+            "trionet_replay_buffered_bytes",
+            "Bytes of replay frames read from the store and not yet written to their sockets",
+            registry=r,
+        )
         self.trio_tasks = Gauge(
             "trionet_trio_tasks", "Live trio tasks in the process (counted at each scrape)",
             registry=r,

@@ -50,7 +50,8 @@ _loose = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
-def _client_id_of(raw: str | bytes) -> str | None:
+def client_id_of(raw: str | bytes) -> str | None:
+    """The ``client_id`` of a frame that may be invalid, or None (decodes the JSON)."""
     try:
         obj = _loose.decode(raw)
     except (msgspec.DecodeError, RecursionError):
@@ -72,7 +73,7 @@ def decode_client_frame(
         frame: ClientFrame = decoder.decode(raw)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        cid = _client_id_of(raw)
+        cid = client_id_of(raw)
         if text.endswith("at `$.type`") and text.startswith("Invalid value"):
             raise FrameError(ErrorCode.UNKNOWN_TYPE, f"unknown message type: {text}", cid) from None
         raise FrameError(ErrorCode.INVALID_MESSAGE, text, cid) from None

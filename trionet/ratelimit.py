@@ -107,10 +107,11 @@ class Verdict(enum.Enum):
 class FloodGate:
     """Every inbound frame of a connection passes here, whatever it holds.
 
-    Frames within ``rate`` per second (bursts of twice that) are accepted. A second in which
-    more frames were refused than accepted is a flooding second: while flooding, one refusal
-    a second is answered and the rest are dropped silently, and after ``abuse_seconds`` of
-    consecutive flooding seconds the verdict is :attr:`Verdict.CLOSE`. ``rate`` 0: no limit.
+    Frames within ``rate`` per second (bursts of twice that) are accepted. Refused frames are
+    answered, up to a burst's worth in any one second; past that, and for as long as the
+    connection floods (every second more frames refused than accepted), one refusal a second
+    is answered and the rest are dropped silently. After ``abuse_seconds`` of consecutive
+    flooding seconds the verdict is :attr:`Verdict.CLOSE`. ``rate`` 0: no limit.
     """
 
     __slots__ = ("bucket", "abuse_seconds", "_window", "_accepted", "_refused",
@@ -127,7 +128,7 @@ class FloodGate:
 
     @property
     def flooding(self) -> bool:
-        return self._flood_since is not None or self._refused > self._accepted
+        return self._flood_since is not None or self._refused > self.bucket.burst
 
     def admit(self, now: float) -> Verdict:
         if self.bucket.rate <= 0:
@@ -145,8 +146,7 @@ class FloodGate:
         self._refused += 1
         if self._flood_since is not None and now - self._flood_since >= self.abuse_seconds:
             return Verdict.CLOSE
-        if self.flooding:
-            if now - self._answered_at < 1.0:
-                return Verdict.REFUSE_SILENTLY
-            self._answered_at = now
+        if self.flooding and now - self._answered_at < 1.0:
+            return Verdict.REFUSE_SILENTLY
+        self._answered_at = now
         return Verdict.REFUSE

@@ -1,42 +1,97 @@
-"""Resume after reconnect: pure helpers to order a replay and drop what it already sent."""
+"""Resume after reconnect: pure helpers to plan a replay, cut it into pages, and drop what
+it already sent."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
 
-from .frames import message_frame, notification_frame
-from .interfaces import MessageRecord, NotificationRecord
+__all__ = ["ReplayItem", "frame_id", "plan_replay", "replay_pages"]
 
-__all__ = ["frame_id", "plan_replay"]
+
+class ReplayItem(NamedTuple):
+    """One stored record of a replay plan: its id, its size in bytes, and which kind it is."""
+
+    id: int
+    size: int
+    notification: bool
 
 
 def plan_replay(
-    messages: Iterable[MessageRecord],
-    notifications: Iterable[NotificationRecord],
+    message_sizes: Iterable[tuple[int, int]],
+    notification_sizes: Iterable[tuple[int, int]],
     limit: int,
-) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:
-    """Frames to replay in id order (the newest ``limit``), and the ``from_id`` of a
-    ``sync_gap`` when older ones were left out (None when nothing was)."""
-    frames = [(m.id, message_frame(m)) for m in messages]
-    frames += [(n.id, notification_frame(n)) for n in notifications]
-    frames.sort(key=lambda pair: pair[0])
-    gap = len(frames) > limit
-    if gap:
-        frames = frames[-limit:]
-    return frames, (frames[0][0] if gap and frames else None)
+    max_bytes: int,
+) -> tuple[list[ReplayItem], int | None]:
+    """What to replay, in id order, from the ``(id, size)`` of the candidates (as
+    ``MessagePersister.replay_sizes`` returns them), and the ``from_id`` of a ``sync_gap``
+    when older ones were left out (None when nothing was).
+
+    The newest records are kept while they fit both ``limit`` (a count) and ``max_bytes``
+    (their summed sizes; 0 for no byte bound). The newest one is always kept, whatever its
+    size, so a replay that leaves something out still names the id it starts from.
+    """
+    candidates = [ReplayItem(i, size, False) for i, size in message_sizes]
+    candidates += [ReplayItem(i, size, True) for i, size in notification_sizes]
+    candidates.sort(key=lambda item: item.id, reverse=True)
+    window: list[ReplayItem] = []
+    total = 0
+    for item in candidates:
+        if len(window) >= limit or (max_bytes and window and total + item.size > max_bytes):
+            break
+        total += item.size
+        window.append(item)
+    window.reverse()
+    gap = len(window) < len(candidates)
+    return window, (window[0].id if gap and window else None)
+
+
+def replay_pages(
+    window: Sequence[ReplayItem], rows: int, max_bytes: int
+) -> Iterator[list[ReplayItem]]:
+    """``window`` cut, in order, into pages of at most ``rows`` records and ``max_bytes`` of
+    summed sizes (a record larger than that gets a page of its own)."""
+    page: list[ReplayItem] = []
+    size = 0
+    for item in window:
+        if page and (len(page) >= rows or size + item.size > max_bytes):
+            yield page
+            page, size = [], 0
+        page.append(item)
+        size += item.size
+    if page:
+        yield page
+
+
+_TYPE_START = b'{"type":"'
+_ID_KEY = b',"id":'
 
 
 def frame_id(data: bytes) -> int | None:
     """The ``id`` of an encoded server frame, read without decoding the JSON.
 
-    Frames that carry one are encoded ``{"type":"...","id":<digits>,...}``.
+    Frames that carry one are encoded ``{"type":"...","id":<digits>,...}``: the ``id`` key
+    right after the type, however long the type's name. A frame whose second key is not
+    ``id`` (an ``ack``, an ``error``, a ``presence``) has none.
     """
-    start = data.find(b',"id":', 8, 40)
-    if start < 0:
+    if not data.startswith(_TYPE_START):
         return None
-    start += 6
-    end = start
-    while end < len(data) and 48 <= data[end] <= 57:
+    end = len(_TYPE_START)
+    while True:  # the type's closing quote: the first one not escaped by a backslash
+        end = data.find(b'"', end)
+        if end < 0:
+            return None
+        backslashes = 0
+        while data[end - 1 - backslashes] == 0x5C:  # stops at the opening quote at the latest
+            backslashes += 1
+        if backslashes % 2 == 0:
+            break
         end += 1
-    return int(data[start:end]) if end > start else None
+    start = end + 1
+    if not data.startswith(_ID_KEY, start):
+        return None
+    start += len(_ID_KEY)
+    stop, n = start, len(data)
+    while stop < n and 48 <= data[stop] <= 57:
+        stop += 1
+    return int(data[start:stop]) if stop > start else None

@@ -91,7 +91,7 @@ class TestServer:
     ) -> TestUser:
         """Create a user directly in the database and open a session for it."""
         svc = self.services
-        hashed = await hash_password(password)
+        hashed = await hash_password(password, hashers=svc.hashers)
         user = await svc.db.write(accounts.create_user, username, hashed, is_admin=admin)
         token = new_token()
         await svc.db.write(accounts.create_session, hash_token(token), user["id"],
@@ -153,13 +153,32 @@ class TestServer:
         async with trio_websocket.open_websocket_url(url, extra_headers=extra) as ws:
             yield ws
 
-    async def raw_websocket(self, user: TestUser) -> trio.SocketStream:
+    async def raw_websocket(
+        self, user: TestUser, *, query: str = "", receive_buffer: int | None = None
+    ) -> trio.SocketStream:
         """A TCP stream that has completed the ``/ws`` handshake as ``user`` and speaks no
-        WebSocket beyond it: for tests of what the server does with broken or silent peers."""
+        WebSocket beyond it: for tests of what the server does with broken or silent peers.
+
+        ``query`` is added to the URL (``"since=0"`` for a resume); ``receive_buffer`` sets the
+        socket's ``SO_RCVBUF`` before it connects, so that a peer that does not read stalls
+        the server's writes after that many bytes rather than the kernel's default.
+        """
         host, port = self.url.removeprefix("http://").rsplit(":", 1)
-        stream = await trio.open_tcp_stream(host, int(port))
+        if receive_buffer is None:
+            stream = await trio.open_tcp_stream(host, int(port))
+        else:
+            sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, receive_buffer)
+            try:
+                await sock.connect((host, int(port)))
+            except BaseException:
+                sock.close()
+                raise
+            stream = trio.SocketStream(sock)
+        target = "/ws" + (f"?{query}" if query else "")
         await stream.send_all(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"GET {target} HTTP/1.1\r\n".encode()
+            + b"Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
             + f"Cookie: {self.settings.cookie_name}={user.token}\r\n\r\n".encode())
         response = await stream.receive_some(4096)
@@ -210,7 +229,8 @@ async def running_server(
     """Serve a fresh trionet app on a free 127.0.0.1 port for the duration of the block.
 
     Without ``database`` (or ``settings.database`` left at its default) the data lives in a
-    temporary directory removed afterwards. The rate limit is off unless ``settings`` sets one.
+    temporary directory removed afterwards. The rate limit is off unless ``settings`` sets one;
+    registrations over HTTP keep ``register_rate`` (10 a minute per address; 0 turns it off).
     ``port`` (default: any free one) lets a test restart a server where clients expect it.
     """
     base = settings or Settings(rate_limit=0)

@@ -37,7 +37,7 @@ _SHORT = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
 
 
-async def _receive(receive: Receive) -> str | bytes | None:
+async def _receive(receive: Receive) -> str | bytes:
     event = await receive()
     if event["type"] == "websocket.receive":
         text = event.get("text")
@@ -57,7 +57,7 @@ class AsgiTransport:
         self._receive = receive
         self._send = send
 
-    async def receive(self) -> str | bytes | None:
+    async def receive(self) -> str | bytes:
         return await _receive(self._receive)
 
     async def send_frames(self, payloads: Sequence[bytes], joined: bool) -> None:
@@ -123,7 +123,7 @@ class DirectTransport:
         self._lock = lock
         self._raw = raw
 
-    async def receive(self) -> str | bytes | None:
+    async def receive(self) -> str | bytes:
         return await _receive(self._receive)
 
     async def close(self, code: int, reason: str = "") -> None:

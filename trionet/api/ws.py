@@ -17,7 +17,7 @@ from werkzeug.http import parse_cookie
 from .. import protocol
 from ..app import Services
 from ..connection import Transport, serve_connection
-from ..errors import ErrorCode
+from ..errors import ErrorCode, StoreUnavailable
 from ..interfaces import Handshake, Identity
 from ..transport import AsgiTransport, direct_transport
 from .common import origin_allowed
@@ -25,7 +25,7 @@ from .common import origin_allowed
 __all__ = ["DIRECT_WRITES", "WebSocketEndpoint"]
 
 #: write outgoing frames straight to hypercorn's socket when the connection allows it
-#: (see trionet/_direct.py); False sends every frame through ASGI
+#: (see trionet/transport.py, ``direct_transport``); False sends every frame through ASGI
 DIRECT_WRITES = True
 
 Scope = MutableMapping[str, Any]
@@ -71,7 +71,12 @@ class WebSocketEndpoint:
             cookies=parse_cookie(headers.get("Cookie", "")),
             remote_addr=client[0] if client else None,
         )
-        identity: Identity | None = await svc.resolver.resolve(handshake)
+        try:
+            identity: Identity | None = await svc.resolver.resolve(handshake)
+        except StoreUnavailable:
+            await _reject(send, 503, ErrorCode.UNAVAILABLE,
+                          "the database is busy or unavailable; try again shortly")
+            return
         if identity is None:
             await _reject(send, 401, ErrorCode.UNAUTHORIZED, "authentication required")
             return
@@ -85,14 +90,24 @@ class WebSocketEndpoint:
         coalesce = params.get("coalesce") == "1"
         # nothing of the handshake is kept for the connection's lifetime
         del headers, handshake, params, scope, event
-        await send({"type": "websocket.accept"})
-        transport: Transport = AsgiTransport(receive, send)
-        if DIRECT_WRITES:
-            transport = direct_transport(receive, send) or transport
-        await serve_connection(svc, transport, identity,
-                               coalesce=coalesce, since=since,
-                               since_notification=since_notification if since is not None
-                               else None)
+        limit = svc.settings.max_connections_per_user
+        if not svc.manager.reserve(identity.user_id, limit):
+            svc.metrics.limited.labels("connections_per_user").inc()
+            await _reject(send, 429, ErrorCode.TOO_MANY_REQUESTS,
+                          f"this user has {limit} connections open already (the limit);"
+                          " close one first")
+            return
+        try:
+            await send({"type": "websocket.accept"})
+            transport: Transport = AsgiTransport(receive, send)
+            if DIRECT_WRITES:
+                transport = direct_transport(receive, send) or transport
+            await serve_connection(svc, transport, identity,
+                                   coalesce=coalesce, since=since,
+                                   since_notification=since_notification if since is not None
+                                   else None)
+        finally:
+            svc.manager.release(identity.user_id)
 
 
 def _id_param(params: dict[str, str], name: str) -> int | None:

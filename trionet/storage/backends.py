@@ -67,13 +67,18 @@ class SqlitePersister:
             messages.group_page, group_id, limit=limit, offset=offset, before_id=before_id
         )
 
-    async def replay(
+    async def replay_sizes(
         self, user_id: int, *, since: int, since_notification: int | None, limit: int
-    ) -> tuple[list[MessageRecord], list[NotificationRecord]]:
+    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         return await self._db.read(
-            messages.replay, user_id, since=since, since_notification=since_notification,
+            messages.replay_sizes, user_id, since=since, since_notification=since_notification,
             limit=limit,
         )
+
+    async def replay_page(
+        self, user_id: int, message_ids: Sequence[int], notification_ids: Sequence[int]
+    ) -> tuple[list[MessageRecord], list[NotificationRecord]]:
+        return await self._db.read(messages.replay_page, user_id, message_ids, notification_ids)
 
     async def find_by_client_id(self, sender_id: int, client_id: str) -> MessageRecord | None:
         return await self._db.read(messages.find_by_client_id, sender_id, client_id)

@@ -15,7 +15,8 @@ __all__ = [
     "group_page",
     "insert_batch",
     "private_page",
-    "replay",
+    "replay_page",
+    "replay_sizes",
     "row_to_message",
 ]
 
@@ -139,32 +140,74 @@ def group_page(
     return _page(conn, "kind = 'group' AND group_id = ?", [group_id], limit, offset, before_id)
 
 
-def replay(
+#: the messages a user may see: private to or from it, of groups it is an accepted member of
+_VISIBLE = ("(kind = 'private' AND (recipient_id = ? OR sender_id = ?)) OR (kind = 'group' AND"
+            " group_id IN (SELECT group_id FROM group_members WHERE user_id = ?"
+            " AND status = 'accepted'))")
+
+
+def replay_sizes(
     conn: sqlite3.Connection,
     user_id: int,
     *,
     since: int,
     since_notification: int | None,
     limit: int,
-) -> tuple[list[MessageRecord], list[NotificationRecord]]:
-    """The newest ``limit`` + 1 messages addressed to ``user_id`` after ``since`` (private to
-    or from it, groups it is an accepted member of) and notifications after
-    ``since_notification``, each newest first."""
-    # each branch stops after the newest limit + 1 rows (an index walk, not the whole history)
-    branch = f"SELECT * FROM (SELECT {_MSG_COLS} FROM messages WHERE {{}} ORDER BY id DESC LIMIT ?)"
-    sql = " UNION ".join([
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """``(id, bytes stored)`` of the newest ``limit`` + 1 messages addressed to ``user_id``
+    after ``since`` (private to or from it, groups it is an accepted member of) and of its
+    notifications after ``since_notification``, each newest first. No content is returned."""
+    # each branch stops after the newest limit + 1 ids (an index walk, not the whole history);
+    # sizes are then computed for those rows only
+    branch = "SELECT * FROM (SELECT id FROM messages WHERE {} ORDER BY id DESC LIMIT ?)"
+    newest = " UNION ".join([
         branch.format("kind = 'private' AND recipient_id = ? AND id > ?"),
         branch.format("kind = 'private' AND sender_id = ? AND id > ?"),
         branch.format("kind = 'group' AND id > ? AND group_id IN (SELECT group_id FROM"
                       " group_members WHERE user_id = ? AND status = 'accepted')"),
     ]) + " ORDER BY id DESC LIMIT ?"
+    sql = (f"SELECT id, length(CAST(content AS BLOB)) FROM messages WHERE id IN ({newest})"
+           " ORDER BY id DESC")
     n = limit + 1
     msgs = [
-        row_to_message(r)
+        (int(r[0]), int(r[1]))
         for r in conn.execute(sql, (user_id, since, n, user_id, since, n, since, user_id, n, n))
     ]
-    notes: list[NotificationRecord] = []
+    notes: list[tuple[int, int]] = []
     if since_notification is not None:
+        notes = [
+            (int(r[0]), int(r[1]))
+            for r in conn.execute(
+                "SELECT id, length(CAST(message AS BLOB)) + length(CAST(payload AS BLOB))"
+                " FROM notifications WHERE user_id = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                (user_id, since_notification, n),
+            )
+        ]
+    return msgs, notes
+
+
+def replay_page(
+    conn: sqlite3.Connection,
+    user_id: int,
+    message_ids: Sequence[int],
+    notification_ids: Sequence[int],
+) -> tuple[list[MessageRecord], list[NotificationRecord]]:
+    """The messages (that ``user_id`` may see) and notifications (its own) with these ids,
+    each in ascending id order; primary-key lookups, one page of a replay."""
+    msgs: list[MessageRecord] = []
+    if message_ids:
+        marks = ", ".join("?" * len(message_ids))
+        msgs = [
+            row_to_message(r)
+            for r in conn.execute(
+                f"SELECT {_MSG_COLS} FROM messages WHERE id IN ({marks}) AND ({_VISIBLE})"
+                " ORDER BY id",
+                (*message_ids, user_id, user_id, user_id),
+            )
+        ]
+    notes: list[NotificationRecord] = []
+    if notification_ids:
+        marks = ", ".join("?" * len(notification_ids))
         notes = [
             NotificationRecord(
                 id=int(r[0]), user_id=user_id, subtype=str(r[1]), message=str(r[2]),
@@ -172,8 +215,8 @@ def replay(
             )
             for r in conn.execute(
                 "SELECT id, subtype, message, payload, created_at FROM notifications"
-                " WHERE user_id = ? AND id > ? ORDER BY id DESC LIMIT ?",
-                (user_id, since_notification, limit + 1),
+                f" WHERE id IN ({marks}) AND user_id = ? ORDER BY id",
+                (*notification_ids, user_id),
             )
         ]
     return msgs, notes

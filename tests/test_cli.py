@@ -221,6 +221,8 @@ async def test_serve_runs_in_its_own_process_and_exits_0_on_sigterm(tmp_path: Pa
     assert returncode == 0, log
     assert "Traceback" not in log
     assert _users(tmp_path / "served.db")[0][1] == "alice"
+    last = log.strip().splitlines()[-1]
+    assert "shutdown complete in" in last and "0 clients closed" in last, log
 
 
 async def test_hypercorn_serves_the_app_built_from_the_environment(tmp_path: Path) -> None:
@@ -257,6 +259,7 @@ async def test_hypercorn_serves_the_app_built_from_the_environment(tmp_path: Pat
     assert returncode == 0, log
     assert "Traceback" not in log
     assert _users(tmp_path / "hyper.db")[0][1] == "alice"
+    assert log.count("Running on") == 1, log
 
 
 def test_serve_refuses_a_busy_port_with_one_line(tmp_path: Path) -> None:

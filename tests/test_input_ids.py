@@ -8,10 +8,9 @@ from urllib.parse import quote
 import pytest
 import trio
 import trio_websocket
+from api_helpers import api, quick_user
 
 from trionet.testing import TestServer
-
-from api_helpers import api, quick_user
 
 ODD = [" 3", "+3", "\u0663", "1_0", "\u00b2", "3 "]
 

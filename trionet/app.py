@@ -19,18 +19,21 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from . import _hypercorn_fixes, protocol
+from .asgi import AddressLimit, BodyBeforeResponse
 from .auth import ChainResolver, CookieSessionResolver, JwtResolver, LoginThrottle
 from .committer import GroupCommitter
 from .dedupe import RecentSends
-from .errors import ApiError, ErrorCode
+from .errors import ApiError, ErrorCode, StoreUnavailable
 from .ext_typing import DEFAULT_TYPES
 from .ids import IdAllocator
+from .inbox import InboxPruner, KeyedLocks
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
 from .manager import Manager
 from .membership import MembershipCache
 from .messagetypes import MessageType, MessageTypes
 from .metrics import Metrics
 from .presence import Presence
+from .ratelimit import KeyedLimiter
 from .settings import Settings, SettingsError
 from .storage import Database, accounts
 from .storage.backends import SqliteGroups, SqlitePersister
@@ -54,6 +57,12 @@ _STATUS_CODES = {
     500: ErrorCode.INTERNAL,
     503: ErrorCode.UNAVAILABLE,
 }
+
+
+#: largest HTTP request body (larger: 413)
+MAX_BODY_BYTES = 1024 * 1024
+#: seconds a client is told to wait after a 503 for a busy or unreachable database
+STORE_RETRY_AFTER = 2
 
 
 class Services:
@@ -94,7 +103,21 @@ class Services:
         self.presence = Presence(self.db, self.manager, self.metrics,
                                  limit=settings.presence_limit, active=lambda: not self.draining)
         self.manager.on_presence = self.presence.hook
-        self.throttle = LoginThrottle()
+        #: inboxes bounded to TRIONET_NOTIFICATION_INBOX, pruned by a task of _run
+        self.inbox = InboxPruner(self.db, bound=settings.notification_inbox)
+        self.manager.on_notified = self.inbox.touched
+        #: invites, and group creations, per user (TRIONET_INVITE_RATE each)
+        self.invite_limit = KeyedLimiter(settings.invite_rate)
+        self.group_limit = KeyedLimiter(settings.invite_rate)
+        #: held per group across an invite change and its notification's commit
+        self.invite_locks = KeyedLocks()
+        #: failed logins per (username, address), username and address (see LoginThrottle)
+        self.throttle = LoginThrottle.for_logins()
+        #: registrations per client address (TRIONET_REGISTER_RATE)
+        self.register_limit = KeyedLimiter(settings.register_rate)
+        #: password hashes and checks computed at once (TRIONET_PASSWORD_HASHERS): argon2
+        #: takes 64 MiB each; waiting callers are bounded by auth.HASH_QUEUE_LIMIT
+        self.hashers = trio.CapacityLimiter(settings.password_hashers)
         self.recent_sends = RecentSends()
         self._known_users: set[int] = set()
         self._admins: dict[int, tuple[float, bool]] = {}
@@ -106,6 +129,7 @@ class Services:
 
     async def start(self, nursery: trio.Nursery) -> None:
         """Migrate, then start the committer and the manager in ``nursery``."""
+        raise_descriptor_limit()
         await trio.to_thread.run_sync(self.db.migrate)
         floor = await self.db.read(_max_id)
         self.ids = self.manager.ids = IdAllocator(self.settings.worker_id, floor=floor)
@@ -120,6 +144,7 @@ class Services:
                     await nursery.start(self.committer.run)
                     await nursery.start(self.manager.run)
                     await nursery.start(self.presence.run)
+                    await nursery.start(self.inbox.run)
                     task_status.started()
         finally:
             self._stopped.set()
@@ -130,18 +155,21 @@ class Services:
         if self.started:
             await self._stopped.wait()
 
-    async def drain(self, code: int = 1001) -> None:
-        """Close every client with ``code``, then write everything still queued.
+    async def drain(self, code: int = 1001) -> int:
+        """Close every client with ``code``, then write everything still queued; returns how
+        many clients it closed.
 
         Bounded by ``shutdown_timeout``; called before the server stops accepting handlers.
         """
         self.draining = True
+        closed = self.manager.connection_count
         with trio.move_on_after(self.settings.shutdown_timeout):
             self.manager.close_all(code)
             # each writer sends its queued frames, then the close; bounded by the timeout
             while self.open_handlers:  # noqa: ASYNC110
                 await trio.sleep(0.01)
             await self.committer.flush()
+        return closed
 
     async def user_exists(self, user_id: int) -> bool:
         if user_id in self._known_users:
@@ -181,6 +209,31 @@ def tune_runtime() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
+def raise_descriptor_limit() -> tuple[int, int] | None:
+    """Raise this process's soft limit on open files to its hard limit (each connection takes
+    one); returns (soft before, hard), or None where the platform has no such limit."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and (hard == resource.RLIM_INFINITY or soft < hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, exc)
+            return soft, hard
+        log.info("open-file limit raised from %d to %d (the hard limit)", soft, hard)
+    elif not _fd_limit_logged:
+        log.info("open-file limit: %d (the hard limit)", hard)
+    _fd_limit_logged.append(True)
+    return soft, hard
+
+
+#: non-empty once the open-file limit was logged (each app of a process would log it again)
+_fd_limit_logged: list[bool] = []
+
+
 def _max_id(conn: sqlite3.Connection) -> int:
     row = conn.execute(
         "SELECT max(coalesce((SELECT max(id) FROM messages), 0),"
@@ -214,7 +267,8 @@ def create_app(
     ``message_types`` adds application-defined frame types to the built-in ones."""
     settings = settings or Settings.from_env()
     app = QuartTrio("trionet")
-    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.config["BODY_TIMEOUT"] = settings.body_timeout
     app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = settings.shutdown_timeout
     app.config["JSON_SORT_KEYS"] = False
     services = Services(settings, resolver=resolver, groups=groups, persister=persister,
@@ -224,6 +278,13 @@ def create_app(
     from .api import register_blueprints
 
     register_blueprints(app)
+    app.asgi_app = BodyBeforeResponse(  # type: ignore[assignment]
+        app.asgi_app,  # type: ignore[arg-type]
+        timeout=settings.body_timeout, max_bytes=MAX_BODY_BYTES)
+    if settings.max_connections_per_address:
+        app.asgi_app = AddressLimit(  # type: ignore[assignment]
+            app.asgi_app,  # type: ignore[arg-type]
+            settings.max_connections_per_address, services.metrics)
     if settings.proxy_hops:
         # behind reverse proxies: the client's address (login throttle), scheme and host
         # (Origin checks) come from the headers the trusted proxies set
@@ -245,6 +306,13 @@ def create_app(
     async def _api_error(exc: ApiError) -> Response:
         return error_response(exc.status, exc.code, exc.message, exc.headers)
 
+    @app.errorhandler(StoreUnavailable)
+    async def _store_unavailable(exc: StoreUnavailable) -> Response:
+        log.warning("%s: answered 503", exc)
+        return error_response(503, ErrorCode.UNAVAILABLE,
+                              "the database is busy or unavailable; try again shortly",
+                              {"Retry-After": str(STORE_RETRY_AFTER)})
+
     @app.errorhandler(HTTPException)
     async def _http_error(exc: HTTPException) -> Response:
         status = exc.code or 500
@@ -264,7 +332,18 @@ def create_app(
 
 
 def _configure_logging(level: str) -> None:
+    """Logging for the app under the ``hypercorn`` command."""
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the hypercorn command gives its loggers handlers of their own (when it first logs, after
+    # this): without the filter their lines ("Running on ...") would print twice
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_printed_elsewhere)
+
+
+def _printed_elsewhere(record: logging.LogRecord) -> bool:
+    """False for a hypercorn record whose own logger has a handler that printed it."""
+    return not (record.name.startswith("hypercorn.")
+                and bool(logging.getLogger(record.name).handlers))
 
 
 def _exit_on_bad_settings(exc: SettingsError) -> NoReturn:

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -82,11 +83,18 @@ async def serve(
     config = hypercorn_config(settings, sock)
     trigger = shutdown_trigger or wait_for_signal
 
+    stopping: list[tuple[float, int]] = []
+
     async def shutdown() -> None:
         await trigger()
-        await services.drain(1001)
+        started = time.monotonic()
+        stopping.append((started, await services.drain(1001)))
 
     try:
         await hypercorn_serve(app, config, shutdown_trigger=shutdown, task_status=task_status)
     finally:
         sock.close()
+    if stopping:
+        started, closed = stopping[0]
+        log.info("shutdown complete in %.2f s: %d client%s closed", time.monotonic() - started,
+                 closed, "" if closed == 1 else "s")

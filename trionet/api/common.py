@@ -21,6 +21,7 @@ __all__ = [
     "int_param",
     "json_body",
     "json_response",
+    "optional_identity",
     "optional_int_param",
     "origin_allowed",
     "services",
@@ -47,9 +48,14 @@ def handshake_of(obj: Any) -> Handshake:
     return Handshake(headers=obj.headers, cookies=obj.cookies, remote_addr=obj.remote_addr)
 
 
+async def optional_identity() -> Identity | None:
+    """The authenticated caller, or None when the request carries no valid credential."""
+    return await services().resolver.resolve(handshake_of(request))
+
+
 async def current_identity() -> Identity:
     """The authenticated caller, or 401."""
-    identity = await services().resolver.resolve(handshake_of(request))
+    identity = await optional_identity()
     if identity is None:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "authentication required")
     return identity

@@ -19,6 +19,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import sqlite_utils
 import trio
 
+from ..errors import StoreUnavailable
 from .migrate import apply_migrations
 
 __all__ = ["Database"]
@@ -141,10 +142,17 @@ class Database:
     async def write(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
     ) -> T:
-        """Run ``fn(conn, ...)`` in one write transaction, in a worker thread."""
-        return await trio.to_thread.run_sync(
-            lambda: self.write_sync(fn, *args, **kw), limiter=self._write_limiter
-        )
+        """Run ``fn(conn, ...)`` in one write transaction, in a worker thread.
+
+        Raises :class:`~trionet.errors.StoreUnavailable` when the database stays locked or
+        busy past the busy timeout (or cannot be opened).
+        """
+        try:
+            return await trio.to_thread.run_sync(
+                lambda: self.write_sync(fn, *args, **kw), limiter=self._write_limiter
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"database unavailable: {exc}") from exc
 
     def try_write_inline(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
@@ -190,10 +198,14 @@ class Database:
     async def read(
         self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
     ) -> T:
-        """Run ``fn(conn, ...)`` on a reader connection, in a worker thread."""
-        return await trio.to_thread.run_sync(
-            lambda: self.read_sync(fn, *args, **kw), limiter=self._read_limiter
-        )
+        """Run ``fn(conn, ...)`` on a reader connection, in a worker thread (raises
+        :class:`~trionet.errors.StoreUnavailable` as :meth:`write` does)."""
+        try:
+            return await trio.to_thread.run_sync(
+                lambda: self.read_sync(fn, *args, **kw), limiter=self._read_limiter
+            )
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"database unavailable: {exc}") from exc
 
     async def aclose(self) -> None:
         """Wait for running calls to finish, then close every connection (further calls fail)."""

@@ -16,13 +16,26 @@ ASGI_ENDPOINTS = {("GET", "/ws")}
 _HEADING_ENDPOINT = re.compile(r"`(GET|POST|PUT|PATCH|DELETE) (/[^`?\s]*)")
 
 WS_CODES = ["invalid_json", "invalid_message", "binary_frame", "unknown_type", "too_large",
-            "not_member", "forbidden", "unknown_user", "rate_limited", "unavailable", "internal"]
+            "not_member", "forbidden", "unknown_user", "rate_limited", "client_id_reused",
+            "unavailable", "internal"]
+_VARIABLE = re.compile(r"TRIONET_[A-Z_]+")
 
 
 def test_readme_table_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [var for var, _parse, _doc in ENV.values() if f"`{var}`" not in readme]
     assert not missing
+
+
+def test_readme_names_every_trionet_variable_the_code_reads() -> None:
+    """Also those read outside Settings (os.environ in the package and the scripts)."""
+    readme = (ROOT / "README.md").read_text()
+    sources = [*(ROOT / "trionet").rglob("*.py"), *(ROOT / "scripts").rglob("*.py"),
+               *(p for p in (ROOT / "scripts").iterdir() if p.is_file() and not p.suffix)]
+    read = {v for path in sources for v in _VARIABLE.findall(path.read_text())}
+    assert "TRIONET_NO_RUNTIME_TUNING" in read  # the search sees them
+    missing = sorted(v for v in read if f"`{v}`" not in readme)
+    assert not missing, f"TRIONET_* variables missing from the README: {missing}"
 
 
 def test_protocol_doc_lists_every_ws_error_and_close_code() -> None:

@@ -357,6 +357,24 @@ def test_the_installed_wheel_carries_the_migrations(tmp_path: Path) -> None:
         conn.close()
     assert {"users", "sessions", "groups", "group_members", "messages", "notifications"} <= tables
 
+    # what integrators get: typing information and the licence, and the testing guide's first
+    # example runs against the installed wheel (docs/testing.md, "Setup")
+    assert "trionet/py.typed" in names
+    assert any(n.endswith("licenses/LICENSE") or n.endswith("/LICENSE") for n in names), names
+    from test_guides import GUIDES, blocks, parse_example
+
+    examples = {e.name: e for guide in GUIDES for b in blocks(guide)
+                if (e := parse_example(b)) is not None}
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("testing-pytest-config", "testing-first-test"):
+        example = examples[name]
+        (project / example.path).write_text(example.code)
+    run = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                         timeout=120, cwd=project, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout
+
 
 async def test_inline_commits_let_the_log_be_checkpointed(tmp_path: Path) -> None:
     """Every 64th commit goes through the worker thread, whose commit checkpoints the WAL."""

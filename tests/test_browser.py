@@ -4,6 +4,10 @@ Two browser contexts are two people on a trionet started by the test, on 127.0.0
 Playwright's sync API runs in a worker thread (it cannot run inside trio); the thread calls
 back into trio (``trio.from_thread.run``) to stop and start the server.
 
+Every page is watched (:class:`Problems`): a console error, a failed request, a dialog or a
+script error fails the test, unless the step that causes it on purpose names exactly it. The
+page's looks are checked too: WCAG AA contrast of every visible text, in several states.
+
 Set ``TRIONET_SCREENSHOTS=1`` to rewrite ``docs/images/chat-alice.png`` and ``chat-bob.png``
 (the README shows one) from the run; otherwise screenshots go to the test's temporary folder.
 """
@@ -14,13 +18,15 @@ import os
 import re
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
+from contrast import RGBA, contrast_ratio, effective_background, minimum_ratio, parse_color
 
 from trionet.api.web import STATIC_DIR, content_security_policy
 from trionet.testing import TestServer, TestUser, running_server
@@ -158,15 +164,88 @@ class Servers:
 # -- the scenario, in the browser thread --------------------------------------------------------
 
 
-def open_person(browser: Browser, base: str, problems: list[str]) -> Page:
-    """A fresh person (browser context) on the page; dialogs and script errors go to
-    ``problems``."""
+@dataclass
+class Problems:
+    """What went wrong on the pages :meth:`watch` watches: dialogs, script errors, console
+    errors, and requests that failed (a network error, or an HTTP status of 400 or more).
+
+    A step that makes a request fail on purpose (a wrong password, a stopped server) names
+    exactly what it expects with :meth:`expecting`, for as long as the step lasts; any other
+    problem, and those same ones outside the step, stay in ``found``.
+    """
+
+    found: list[str] = field(default_factory=list)
+    expected: list[re.Pattern[str]] = field(default_factory=list)
+
+    def add(self, problem: str) -> None:
+        if not any(pattern.fullmatch(problem) for pattern in self.expected):
+            self.found.append(problem)
+
+    @contextmanager
+    def expecting(self, *patterns: str) -> Iterator[None]:
+        compiled = [re.compile(pattern) for pattern in patterns]
+        self.expected.extend(compiled)
+        try:
+            yield
+        finally:
+            for pattern in compiled:
+                self.expected.remove(pattern)
+
+    def watch(self, page: Page) -> None:
+        def console(message: Any) -> None:
+            if message.type == "error":
+                self.add(f"console error: {message.text} at {message.location.get('url')}")
+
+        def response(answer: Any) -> None:
+            if answer.status >= 400:
+                self.add(f"HTTP {answer.status}: {answer.request.method} {answer.url}")
+
+        def dialog(box: Any) -> None:
+            self.add(f"dialog: {box.message}")
+            box.dismiss()
+
+        page.on("dialog", dialog)
+        page.on("pageerror", lambda error: self.add(f"script error: {error}"))
+        page.on("console", console)
+        page.on("requestfailed", lambda request: self.add(
+            f"request failed: {request.method} {request.url}: {request.failure}"))
+        page.on("response", response)
+
+    def assert_none(self, *pages: Page) -> None:
+        """No problem so far, on any page (each page is asked a round trip first, so what it
+        reported before has arrived)."""
+        for page in pages:
+            page.evaluate("0")
+        assert not self.found, "problems on the page:\n" + "\n".join(self.found)
+
+
+def failed_login(base: str) -> tuple[str, str]:
+    """The two problems a wrong password makes: its 401, and the console line about it."""
+    url = re.escape(f"{base}/api/auth/login")
+    return (rf"HTTP 401: POST {url}",
+            rf"console error: Failed to load resource: the server responded with a status of"
+            rf" 401 \([A-Za-z ]*\) at {url}")
+
+
+def server_down(base: str) -> tuple[str, ...]:
+    """The problems a page's reconnecting makes while its server is down: WebSocket handshakes
+    that fail (logged by Chromium from socket.js) and the session probe after each."""
+    host = re.escape(base.removeprefix("http://"))
+    session = re.escape(f"{base}/api/session")
+    gone = r"net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE)"
+    return (rf"console error: WebSocket connection to 'ws://{host}/ws\?[^']*' failed: .*"
+            rf" at {re.escape(base)}/static/socket\.js",
+            rf"request failed: GET {session}: {gone}",
+            rf"console error: Failed to load resource: {gone} at {session}")
+
+
+def open_person(browser: Browser, base: str, problems: Problems) -> Page:
+    """A fresh person (browser context) on the page, signed out; what goes wrong on it goes
+    to ``problems``."""
     context = browser.new_context(viewport={"width": 1040, "height": 660})
     page = context.new_page()
     page.set_default_timeout(5_000)
-    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"),
-                                      dialog.dismiss()))
-    page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    problems.watch(page)
     page.goto(base + "/")
     return page
 
@@ -202,12 +281,14 @@ def scenario(servers: Servers, port: int, shots: Path,
     from playwright.sync_api import expect, sync_playwright
 
     base = f"http://127.0.0.1:{port}"
-    problems: list[str] = []
+    problems = Problems()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             alice = open_person(browser, base, problems)
             bob = open_person(browser, base, problems)
+            expect(alice.get_by_role("button", name="Log in")).to_be_visible()
+            problems.assert_none(alice, bob)  # a signed-out load logs no error (no 401)
             register(alice, "alice")
             register(bob, "bob")
 
@@ -279,16 +360,21 @@ def scenario(servers: Servers, port: int, shots: Path,
                  "(that was a test: it should show as plain text)"])
             expect(alice.locator("#messages .msg.mine .state")).to_have_text(["sent"] * 3)
 
-            # the server restarts (same port, same database) while both pages are open
-            run(servers.stop)
-            for page in (alice, bob):
-                expect(page.locator("#offline-banner")).to_be_visible()
-            say(alice, "Written while the server was down")
-            expect(alice.locator("#messages .msg.mine .state").last).to_have_text("sending…")
-            run(servers.traffic_while_down, "bob", "alice", "Book club")
-            run(servers.start, port)
-            for page in (alice, bob):  # reconnect with backoff, then resume from `since`
-                expect(page.locator("#offline-banner")).to_be_hidden(timeout=15_000)
+            # the server restarts (same port, same database) while both pages are open:
+            # only then may their reconnects fail
+            problems.assert_none(alice, bob)
+            with problems.expecting(*server_down(base)):
+                run(servers.stop)
+                for page in (alice, bob):
+                    expect(page.locator("#offline-banner")).to_be_visible()
+                say(alice, "Written while the server was down")
+                expect(alice.locator("#messages .msg.mine .state").last
+                       ).to_have_text("sending…")
+                run(servers.traffic_while_down, "bob", "alice", "Book club")
+                run(servers.start, port)
+                for page in (alice, bob):  # reconnect with backoff, then resume from `since`
+                    expect(page.locator("#offline-banner")).to_be_hidden(timeout=15_000)
+                problems.assert_none(alice, bob)  # the failed reconnects, and nothing else
             expect(once(alice, "Sent while you were away")).to_have_count(1)
             expect(alice.locator("#messages .msg.mine .state").last).to_have_text("sent")
             expect(once(bob, "Written while the server was down")).to_have_count(1)
@@ -322,7 +408,8 @@ def scenario(servers: Servers, port: int, shots: Path,
             assert composer["y"] > sidebar["y"] + sidebar["height"] - 1
             assert composer["x"] + composer["width"] <= 381
             bob.screenshot(path=str(shots / "chat-bob-narrow.png"))
-            assert problems == []  # no alert() from the XSS string, no script error
+            # no alert() from the XSS string, no script or console error, no failed request
+            problems.assert_none(alice, bob)
         finally:
             browser.close()
 
@@ -348,14 +435,17 @@ async def test_two_people_chat_live_and_miss_nothing_across_a_restart(tmp_path: 
 # -- frames pushed by the server: typing, broadcasts, presence ----------------------------------
 
 
-def open_as(browser: Browser, url: str, user: TestUser, other: TestUser) -> Page:
-    """A page signed in as ``user`` (its session cookie), showing the chat with ``other``."""
+def open_as(browser: Browser, url: str, user: TestUser, other: TestUser,
+            problems: Problems) -> Page:
+    """A page signed in as ``user`` (its session cookie), showing the chat with ``other``;
+    what goes wrong on it goes to ``problems``."""
     from playwright.sync_api import expect
 
     context = browser.new_context()
     context.add_cookies([{"name": "trionet_session", "value": user.token, "url": url}])
     page = context.new_page()
     page.set_default_timeout(5_000)
+    problems.watch(page)
     page.goto(f"{url}/#/user/{other.id}")
     expect(page.locator("#connection")).to_have_text("online")
     expect(page.locator("#pane-title")).to_have_text(other.username)
@@ -370,10 +460,11 @@ def pushed_frames_scenario(server: TestServer, alice: TestUser, bob: TestUser, g
     def to_alice(frame: dict[str, Any]) -> None:
         trio.from_thread.run_sync(push.send_to_user, alice.id, frame)
 
+    problems = Problems()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = open_as(browser, server.url, alice, bob)
+            page = open_as(browser, server.url, alice, bob, problems)
             typing = page.locator("#typing")
             to_alice({"type": "typing", "from": bob.id, "to": alice.id})
             expect(typing).to_have_text("bob is typing…")
@@ -398,6 +489,7 @@ def pushed_frames_scenario(server: TestServer, alice: TestUser, bob: TestUser, g
                       "timestamp": "2026-11-26T02:36:45.001Z"})
             expect(page.locator("#pane-presence")).to_have_text("online")
             expect(page.locator("#pane-presence .dot")).to_have_attribute("aria-label", "online")
+            problems.assert_none(page)
         finally:
             browser.close()
 
@@ -419,10 +511,11 @@ async def test_page_shows_typing_broadcasts_and_presence_pushed_to_it() -> None:
 def history_scenario(url: str, alice: TestUser, bob: TestUser, total: int) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    problems = Problems()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = open_as(browser, url, alice, bob)
+            page = open_as(browser, url, alice, bob, problems)
             shown = page.locator("#messages .msg .text")
             expect(shown).to_have_count(50)  # the newest page, scrolled to its end
             expect(shown.last).to_have_text(f"m{total - 1}")
@@ -430,6 +523,7 @@ def history_scenario(url: str, alice: TestUser, bob: TestUser, total: int) -> No
                 page.locator("#messages").evaluate("list => { list.scrollTop = 0; }")
                 expect(shown).to_have_count(count)
             assert shown.all_text_contents() == [f"m{i}" for i in range(total)]
+            problems.assert_none(page)
         finally:
             browser.close()
 
@@ -456,14 +550,16 @@ async def test_history_pages_backwards_as_the_list_scrolls_up() -> None:
 def typing_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
     from playwright.sync_api import expect, sync_playwright
 
+    problems = Problems()
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            at_alice = open_as(browser, url, alice, bob)
-            at_bob = open_as(browser, url, bob, alice)
+            at_alice = open_as(browser, url, alice, bob, problems)
+            at_bob = open_as(browser, url, bob, alice, problems)
             at_bob.locator("#composer-input").press_sequentially("Let me th")
             expect(at_alice.locator("#typing")).to_have_text("bob is typing…")
             expect(at_alice.locator("#typing")).to_have_text("", timeout=6_000)
+            problems.assert_none(at_alice, at_bob)
         finally:
             browser.close()
 
@@ -476,3 +572,338 @@ async def test_typing_shows_on_the_other_page() -> None:
         alice, bob = await server.create_user("alice"), await server.create_user("bob")
         with trio.fail_after(60):
             await trio.to_thread.run_sync(typing_scenario, server.url, alice, bob)
+
+
+# -- bidirectional text stays inside its own element --------------------------------------------
+
+RLO_TEXT = "hi \u202eevil.example/reset\u202c bye"
+
+
+def bidi_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    problems = Problems()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_as(browser, url, alice, bob, problems)
+            shown = page.locator("#messages .msg .text")
+            expect(shown).to_have_count(1)
+            expect(shown.first).to_have_text(RLO_TEXT)
+            isolated = shown.first.evaluate(
+                "node => [node.dir, getComputedStyle(node).unicodeBidi]")
+            assert isolated == ["auto", "isolate"], isolated
+            name = page.locator("#messages .msg .name").first
+            assert name.evaluate("node => getComputedStyle(node).unicodeBidi") == "isolate"
+            problems.assert_none(page)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_a_right_to_left_override_in_a_message_is_isolated_on_the_page() -> None:
+    pytest.importorskip("playwright.sync_api")
+    async with running_server(port=free_port()) as server:
+        alice, bob = await server.create_user("alice"), await server.create_user("bob")
+        with trio.fail_after(60):
+            async with server.connect(bob) as ws:
+                await server.send_json(ws, {"type": "private", "to": alice.id,
+                                            "content": RLO_TEXT, "client_id": "rlo"})
+                assert (await server.receive_json(ws))["type"] == "ack"
+            await trio.to_thread.run_sync(bidi_scenario, server.url, alice, bob)
+
+
+# -- signing in: a failed login points to registration ------------------------------------------
+
+
+def login_scenario(url: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    problems = Problems()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_person(browser, url, problems)
+            expect(page.get_by_role("button", name="Log in")).to_be_visible()
+            problems.assert_none(page)  # the signed-out load: no 401 for "who am I"
+            with problems.expecting(*failed_login(url)):
+                page.get_by_label("Username").fill("newcomer")
+                page.get_by_label("Password").fill(PASSWORD)
+                page.get_by_label("Password").press("Enter")
+                expect(page.get_by_role("alert")).to_have_text(
+                    "Wrong username or password. New here? Choose Create account.")
+                problems.assert_none(page)  # the one 401 expected, nothing else
+            page.get_by_role("button", name="Create account").click()
+            expect(page.locator("#me")).to_have_text("newcomer")
+            expect(page.locator("#connection")).to_have_text("online")
+            page.reload()
+            expect(page.locator("#me")).to_have_text("newcomer")
+            problems.assert_none(page)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_a_failed_login_points_to_create_account() -> None:
+    pytest.importorskip("playwright.sync_api")
+    async with running_server(port=free_port()) as server:
+        with trio.fail_after(60):
+            await trio.to_thread.run_sync(login_scenario, server.url)
+
+
+# -- the page's looks: WCAG contrast of every text, bubbles, the status flash -------------------
+
+#: JavaScript: the background layers behind ``node``, from itself out to <html>, each as
+#: [computed background-color, the opacity it is painted with (its own and its ancestors')]
+LAYERS_JS = """
+const opacityOf = (node) => {
+  let opacity = 1;
+  for (let at = node; at; at = at.parentElement) opacity *= Number(getComputedStyle(at).opacity);
+  return opacity;
+};
+const layersOf = (node) => {
+  const layers = [];
+  for (let at = node; at; at = at.parentElement) {
+    layers.push([getComputedStyle(at).backgroundColor, opacityOf(at)]);
+  }
+  return layers;
+};
+"""
+
+#: JavaScript: every visible text on the page (text nodes, input values and placeholders,
+#: ::before/::after content) with its colour, size, weight and the layers behind it
+TEXTS_JS = "() => {" + LAYERS_JS + """
+  const name = (node) => node.id ? `#${node.id}` : node.tagName.toLowerCase()
+    + [...node.classList].map((c) => `.${c}`).join("");
+  const where = (node) => {
+    const parts = [];
+    for (let at = node; at && at !== document.body && parts.length < 4; at = at.parentElement) {
+      parts.unshift(name(at));
+      if (at.id) break;
+    }
+    return parts.join(" > ");
+  };
+  const shown = (node) => {
+    if (!node.checkVisibility({ checkOpacity: true, checkVisibilityCSS: true })) return false;
+    const box = node.getBoundingClientRect();
+    return box.width > 1 && box.height > 1; // .visually-hidden is for screen readers only
+  };
+  const found = [];
+  const add = (node, text, style, pseudo = "", own = null) => found.push({
+    where: where(node) + pseudo, text: text.trim().slice(0, 60), color: style.color,
+    size: parseFloat(style.fontSize), weight: Number(style.fontWeight),
+    opacity: opacityOf(node), layers: own ? [own, ...layersOf(node)] : layersOf(node),
+    disabled: node.closest(":disabled") !== null,
+  });
+  for (const node of document.body.querySelectorAll("*")) {
+    if (!shown(node)) continue;
+    const style = getComputedStyle(node);
+    const text = [...node.childNodes].filter((c) => c.nodeType === Node.TEXT_NODE)
+      .map((c) => c.textContent).join("");
+    if (text.trim()) add(node, text, style);
+    if (node.matches("input, textarea")) {
+      if (node.value.trim()) add(node, node.value, style, "(value)");
+      else if (node.placeholder) {
+        add(node, node.placeholder, getComputedStyle(node, "::placeholder"), "::placeholder");
+      }
+    }
+    for (const pseudo of ["::before", "::after"]) {
+      const css = getComputedStyle(node, pseudo);
+      if (/^".*\\S.*"$/.test(css.content)) {
+        add(node, css.content.slice(1, -1), css, pseudo, [css.backgroundColor, 1]);
+      }
+    }
+  }
+  return found;
+}"""
+
+
+def background_of(layers: list[list[Any]]) -> RGBA:
+    """The opaque colour behind a text, from the layers LAYERS_JS reports."""
+    painted = []
+    for css, opacity in layers:
+        colour = parse_color(css)
+        painted.append(colour._replace(a=colour.a * opacity))
+    return effective_background(painted)
+
+
+def contrast_offenders(page: Page, state: str, must_see: tuple[str, ...]) -> list[str]:
+    """Every visible text of ``page`` under WCAG AA contrast (4.5:1; 3:1 for large text), as
+    lines naming the state, the element, the text and the ratio. The texts in ``must_see``
+    must be among those measured (so a state that failed to show cannot pass)."""
+    offenders, measured = [], []
+    for item in page.evaluate(TEXTS_JS):
+        measured.append(item["text"])
+        if item["disabled"]:
+            continue  # WCAG 1.4.3 exempts the text of an inactive control
+        background = background_of(item["layers"])
+        colour = parse_color(item["color"])
+        ratio = contrast_ratio(colour._replace(a=colour.a * item["opacity"]), background)
+        need = minimum_ratio(item["size"], item["weight"])
+        if ratio < need:
+            shade = "#{:02x}{:02x}{:02x}".format(*(round(c) for c in background[:3]))
+            offenders.append(f"{state}: {item['where']} {item['text']!r}: {ratio:.2f}:1 < "
+                             f"{need}:1 ({item['color']} on {shade})")
+    missing = [text for text in must_see if not any(text in seen for seen in measured)]
+    assert not missing, f"{state}: not on the page: {missing}"
+    return offenders
+
+
+def contrast_scenario(server: TestServer, alice: TestUser, bob: TestUser) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url = server.url
+    problems = Problems()
+    offenders: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            card = open_person(browser, url, problems)
+            expect(card.get_by_role("button", name="Log in")).to_be_visible()
+            offenders += contrast_offenders(card, "login card", (
+                "trionet", "Chat and notifications, live.", "Username", "Log in",
+                "Create account"))
+            with problems.expecting(*failed_login(url)):
+                card.get_by_label("Username").fill("newcomer")
+                card.get_by_label("Password").fill(PASSWORD)
+                card.get_by_role("button", name="Log in").click()
+                expect(card.get_by_role("alert")).to_contain_text("Create account")
+                offenders += contrast_offenders(card, "failed login", (
+                    "Wrong username or password", "newcomer"))
+                problems.assert_none(card)
+
+            page = open_as(browser, url, alice, bob, problems)
+            expect(texts(page)).to_have_text(["Are you coming on Sunday?", "Bring cake if you can.",
+                                              "Great, see you there!"])
+            expect(page.locator("#messages .msg.mine .state")).to_have_text(["sent"])
+            expect(page.locator("#invite-list")).to_contain_text("Hikers from bob")
+            trio.from_thread.run_sync(server.services.manager.send_to_user, alice.id, {
+                "type": "broadcast", "from": None, "content": "Maintenance at noon",
+                "timestamp": "2026-11-26T02:36:45.001Z"})
+            expect(page.locator("#broadcast-banner")).to_be_visible()
+            offenders += contrast_offenders(page, "conversation", (
+                "Are you coming on Sunday?", "Bring cake if you can.", "You", "sent", "bob",
+                "online", "Readers", "Hikers", "from", "Accept", "Decline",
+                "Maintenance at noon", "Write a message… (Enter sends)", "Group name", "2"))
+
+            page.locator("#bell").click()
+            expect(page.locator("#notification-list li.unread")).to_have_count(2)
+            offenders += contrast_offenders(page, "unread notifications", (
+                "carol wants to be your friend", "You were invited to join group 'Hikers'",
+                "Mark all read"))
+            page.get_by_role("button", name="Mark all read").click()
+            expect(page.locator("#notification-list li.read")).to_have_count(2)
+            offenders += contrast_offenders(page, "read notifications", (
+                "carol wants to be your friend",))
+            page.keyboard.press("Escape")
+
+            page.locator("#group-list a", has_text="Readers").click()
+            expect(page.locator("#pane-title")).to_have_text("Readers")
+            expect(page.locator("#messages.loaded")).to_have_count(1)
+            page.locator("#invite-name").fill("carol")
+            page.locator("#invite-name").press("Enter")
+            expect(page.locator("#pane-status")).to_have_text("Invited carol.")
+            offenders += contrast_offenders(page, "status flash", (
+                "Invited carol.", "No messages yet. Say hello!", "Invite"))
+            problems.assert_none(card, page)
+        finally:
+            browser.close()
+    assert not offenders, "text under WCAG AA contrast:\n" + "\n".join(offenders)
+
+
+async def chat_with_news(server: TestServer) -> tuple[TestUser, TestUser]:
+    """alice and bob, with a private chat (two from bob, one from alice), alice's group
+    "Readers", an invite from bob to his group "Hikers", and a notification for alice."""
+    alice, bob = await server.create_user("alice"), await server.create_user("bob")
+    await server.create_user("carol")
+    await server.create_group("Readers", alice)
+    hikers = await server.create_group("Hikers", bob)
+    async with server.http(bob) as http:
+        invited = await http.post("/api/groups/invite",
+                                  json={"group_id": hikers, "user_id": alice.id})
+        assert invited.status_code == 201, invited.text
+    for sender, to, content in [(bob, alice, "Are you coming on Sunday?"),
+                                (bob, alice, "Bring cake if you can."),
+                                (alice, bob, "Great, see you there!")]:
+        async with server.connect(sender) as ws:
+            await server.send_json(ws, {"type": "private", "to": to.id, "content": content,
+                                        "client_id": content})
+            assert (await server.receive_json(ws))["type"] == "ack"
+    await server.services.manager.notify(alice.id, "friend_request",
+                                         "carol wants to be your friend")
+    return alice, bob
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_every_visible_text_meets_wcag_aa_contrast() -> None:
+    pytest.importorskip("playwright.sync_api")
+    async with running_server(port=free_port()) as server:
+        with trio.fail_after(60):
+            alice, bob = await chat_with_news(server)
+            await trio.to_thread.run_sync(contrast_scenario, server, alice, bob)
+
+
+#: JavaScript: a received bubble's background layers and top border, and the pane's layers
+BUBBLE_JS = "(bubble) => {" + LAYERS_JS + """
+  const style = getComputedStyle(bubble);
+  return { bubble: layersOf(bubble), pane: layersOf(bubble.parentElement),
+    border: [style.borderTopColor, parseFloat(style.borderTopWidth), style.borderTopStyle] };
+}"""
+
+#: JavaScript: the gaps (px) around the text of the status line (#pane-status)
+STATUS_GAPS_JS = """(status) => {
+  const range = document.createRange();
+  range.selectNodeContents(status);
+  const text = range.getBoundingClientRect();
+  const header = document.querySelector(".pane-header").getBoundingClientRect();
+  const messages = document.getElementById("messages").getBoundingClientRect();
+  return { above: text.top - header.bottom, below: messages.top - text.bottom,
+    left: text.left - status.getBoundingClientRect().left };
+}"""
+
+
+def layout_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    problems = Problems()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_as(browser, url, alice, bob, problems)
+            received = page.locator("#messages .msg.theirs")
+            expect(received).to_have_count(2)
+            found = received.first.evaluate(BUBBLE_JS)
+            pane = background_of(found["pane"])
+            bubble = contrast_ratio(background_of(found["bubble"]), pane)
+            colour, width, style = found["border"]
+            border = (contrast_ratio(parse_color(colour), pane)
+                      if width >= 1 and style not in ("none", "hidden") else 1.0)
+            # a received bubble stands out from the pane: by its background or its border
+            assert max(bubble, border) >= 1.3, (bubble, border)
+
+            page.locator("#group-list a", has_text="Readers").click()
+            expect(page.locator("#pane-title")).to_have_text("Readers")
+            expect(page.locator("#messages.loaded")).to_have_count(1)
+            page.locator("#invite-name").fill("carol")
+            page.locator("#invite-name").press("Enter")
+            status = page.locator("#pane-status")
+            expect(status).to_have_text("Invited carol.")
+            gaps = status.evaluate(STATUS_GAPS_JS)
+            # room between the flash and the header above it, the messages below, the edge
+            assert gaps["above"] >= 6 and gaps["below"] >= 6 and gaps["left"] >= 12, gaps
+            problems.assert_none(page)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_a_received_bubble_stands_out_and_a_status_flash_has_room() -> None:
+    pytest.importorskip("playwright.sync_api")
+    async with running_server(port=free_port()) as server:
+        with trio.fail_after(60):
+            alice, bob = await chat_with_news(server)
+            await trio.to_thread.run_sync(layout_scenario, server.url, alice, bob)

@@ -3,7 +3,7 @@
 // incoming frame to them and shows the connection state (an offline banner with the time
 // to the next try while the socket is down).
 
-import { ApiError, get, post, serverNow } from "./api.js";
+import { get, post, serverNow } from "./api.js";
 import { showAuth } from "./auth.js";
 import { Conversation } from "./conversation.js";
 import { byId } from "./dom.js";
@@ -15,16 +15,21 @@ import { ChatSocket, idAt } from "./socket.js";
 const NOTE_KEY = "trionet-note";
 
 async function boot() {
+  let session;
   try {
-    start(await get("/api/me"));
+    // /api/session answers {"user": null} when signed out (/api/me would be a 401, which
+    // the browser logs as an error on every signed-out load)
+    session = await get("/api/session");
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) {
-      const note = sessionStorage.getItem(NOTE_KEY) ?? "";
-      sessionStorage.removeItem(NOTE_KEY);
-      showAuth(start, note);
-    } else {
-      document.body.textContent = `trionet cannot be reached (${err.message}). Reload to retry.`;
-    }
+    document.body.textContent = `trionet cannot be reached (${err.message}). Reload to retry.`;
+    return;
+  }
+  if (session.user) {
+    start(session.user);
+  } else {
+    const note = sessionStorage.getItem(NOTE_KEY) ?? "";
+    sessionStorage.removeItem(NOTE_KEY);
+    showAuth(start, note);
   }
 }
 

@@ -1,5 +1,6 @@
-// auth.js: the signed-out view. Log in, or create an account and then log in. The server
-// keeps the session in an HttpOnly cookie: the page never sees or stores the token.
+// auth.js: the signed-out view. Log in, or create an account and then log in (a failed login
+// says so and points to Create account). The server keeps the session in an HttpOnly cookie:
+// the page never sees or stores the token.
 
 import { post } from "./api.js";
 import { byId } from "./dom.js";
@@ -34,7 +35,7 @@ export function showAuth(onSignedIn, note = "") {
       byId("register-button").onclick = null;
       onSignedIn({ id: me.id, username: me.username, is_admin: me.is_admin });
     } catch (err) {
-      error.textContent = err.status === 409 ? "That username is taken." : err.message;
+      error.textContent = message(err, register);
     }
   }
 
@@ -43,4 +44,13 @@ export function showAuth(onSignedIn, note = "") {
     submit(false);
   };
   byId("register-button").onclick = () => submit(true);
+}
+
+/** What a failed login or registration says: a failed login points to registration. */
+function message(err, register) {
+  if (err.status === 409) return "That username is taken.";
+  if (err.status === 401 && !register) {
+    return "Wrong username or password. New here? Choose Create account.";
+  }
+  return err.message;
 }

@@ -167,7 +167,7 @@ export class Conversation {
       mine ? el("span", { className: "name" }, "You") : nameNode(message.from),
       el("time", { dateTime: message.timestamp ?? "" }, shortTime(message.timestamp)),
       mine ? el("span", { className: "state" }) : null),
-    el("p", { className: "text" }, message.content));
+    el("p", { className: "text", dir: "auto" }, message.content));
   }
 
   /** "sending…", "sent" or "not sent: …"; `saved` false: delivered, still being stored. */

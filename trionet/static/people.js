@@ -34,7 +34,7 @@ export function nameOf(id) {
 
 /** A <span> showing the user's name, updated when the name arrives. */
 export function nameNode(id, className = "name") {
-  return el("span", { className, dataset: { userName: String(id) } }, nameOf(id));
+  return el("span", { className, dir: "auto", dataset: { userName: String(id) } }, nameOf(id));
 }
 
 async function fetchNames() {

@@ -183,13 +183,15 @@ export class ChatSocket extends EventTarget {
   }
 
   async checkSession() {
+    let session;
     try {
-      await get("/api/me");
+      session = await get("/api/session");
     } catch (err) {
-      if (err.status === 401 && !this.stopped) {
-        this.stop();
-        this.emit("session-ended");
-      }
+      return; // the server is down: the next try asks again
+    }
+    if (session.user === null && !this.stopped) {
+      this.stop();
+      this.emit("session-ended");
     }
   }
 

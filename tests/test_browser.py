@@ -907,3 +907,45 @@ async def test_a_received_bubble_stands_out_and_a_status_flash_has_room() -> Non
         with trio.fail_after(60):
             alice, bob = await chat_with_news(server)
             await trio.to_thread.run_sync(layout_scenario, server.url, alice, bob)
+
+
+# -- answering an invite clears its notification -------------------------------------------------
+
+
+def invite_answer_scenario(url: str, bob: TestUser, alice: TestUser) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    problems = Problems()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = open_as(browser, url, bob, alice, problems)
+            expect(page.locator("#bell-count")).to_have_text("1")
+            expect(page.locator("#invite-list")).to_contain_text("Readers")
+            page.locator("#invite-list").get_by_role("button", name="Accept").click()
+            expect(page.locator("#pane-title")).to_have_text("Readers")
+            # the invite's notification is read now: on the page at once, and after a reload
+            expect(page.locator("#bell-count")).to_be_hidden()
+            page.reload()
+            expect(page.locator("#connection")).to_have_text("online")
+            expect(page.locator("#bell-count")).to_be_hidden()
+            page.locator("#bell").click()
+            expect(page.locator("#notification-list li.read")).to_have_count(1)
+            problems.assert_none(page)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_accepting_an_invite_clears_its_unread_notification_on_the_bell() -> None:
+    pytest.importorskip("playwright.sync_api")
+    async with running_server(port=free_port()) as server:
+        alice, bob = await server.create_user("alice"), await server.create_user("bob")
+        with trio.fail_after(60):
+            async with server.http(alice) as http:
+                gid = (await http.post("/api/groups", json={"name": "Readers"})).json()["id"]
+                invited = await http.post("/api/groups/invite",
+                                          json={"group_id": gid, "user_id": bob.id})
+                assert invited.status_code == 201
+            await trio.to_thread.run_sync(invite_answer_scenario, server.url, bob, alice)

@@ -22,15 +22,13 @@ from trionet.committer import GroupCommitter, Pending
 from trionet.ids import IdAllocator, id_to_iso
 from trionet.interfaces import MessageRecord
 from trionet.metrics import Metrics
-from trionet.storage import Database
-from trionet.storage.backends import SqlitePersister
+from trionet.store.sqlite import SqliteStore
 
 
 async def run(seconds: float, producers: int, inline: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        db = Database(str(Path(tmp) / "bench.db"))
-        db.migrate()
-        persister = SqlitePersister(db)
+        persister = SqliteStore(str(Path(tmp) / "bench.db"))
+        persister.db.migrate()
         if not inline:
             persister.save_inline = None  # type: ignore[assignment,method-assign]
         committed = 0
@@ -63,7 +61,7 @@ async def run(seconds: float, producers: int, inline: bool) -> dict[str, float]:
             await committer.flush()
             elapsed = time.perf_counter() - started
             nursery.cancel_scope.cancel()
-        await db.aclose()
+        await persister.aclose()
         samples = {s.name: s.value for m in metrics.registry.collect() for s in m.samples}
         batches = (samples["trionet_persist_batch_size_sum"],
                    samples["trionet_persist_batch_size_count"])

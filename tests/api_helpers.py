@@ -13,7 +13,6 @@ import trio
 import trio_websocket
 
 from trionet.auth import hash_token, new_token
-from trionet.storage import accounts
 from trionet.testing import TestServer, TestUser
 
 __all__ = ["Api", "api", "error_of", "make_group", "next_of_type", "quick_user", "recv", "send"]
@@ -37,11 +36,11 @@ async def quick_user(server: TestServer, username: str, *, admin: bool = False) 
     """``server.create_user`` without the argon2 hash (~0.15 s each): for users that never
     log in with a password, only use their session."""
     svc = server.services
-    user = await svc.db.write(accounts.create_user, username, None, is_admin=admin)
+    user = await svc.store.create_user(username, None, is_admin=admin)
     token = new_token()
-    await svc.db.write(accounts.create_session, hash_token(token), user["id"],
-                       time.time() + server.settings.session_ttl)
-    return TestUser(id=user["id"], username=username, token=token, is_admin=admin)
+    await svc.store.create_session(hash_token(token), user.id,
+                                   time.time() + server.settings.session_ttl)
+    return TestUser(id=user.id, username=username, token=token, is_admin=admin)
 
 
 class Api:

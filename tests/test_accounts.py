@@ -52,7 +52,7 @@ def _set_cookie(response: httpx.Response) -> dict[str, str]:
 
 
 async def _sessions(server: TestServer) -> list[sqlite3.Row]:
-    return await server.services.db.read(
+    return await server.services.store.db.read(
         lambda c: list(c.execute("SELECT token_hash, user_id, expires_at FROM sessions"))
     )
 
@@ -82,9 +82,9 @@ async def test_password_is_stored_as_an_argon2_hash(server: TestServer) -> None:
     with trio.fail_after(10):
         async with server.http() as client:
             await _register(client, "alice")
-        stored = await server.services.db.read(
-            lambda c: c.execute("SELECT password_hash FROM users").fetchone()[0]
-        )
+        (user,) = await server.services.store.list_users()
+        stored = user.password_hash
+    assert stored is not None
     assert stored.startswith("$argon2id$") and PASSWORD not in stored
 
 
@@ -146,9 +146,7 @@ async def test_register_is_403_when_open_registration_is_off() -> None:
         async with running_server(Settings(open_registration=False, rate_limit=0)) as server:
             async with server.http() as client:
                 response = await _register(client, "alice")
-            users = await server.services.db.read(
-                lambda c: c.execute("SELECT count(*) FROM users").fetchone()[0]
-            )
+            users = len(await server.services.store.list_users())
     assert response.status_code == 403 and _error(response)["code"] == "forbidden"
     assert users == 0
 
@@ -183,13 +181,14 @@ async def test_login_cookie_is_secure_when_cookie_secure_is_set() -> None:
     assert "secure" in _set_cookie(response)
 
 
+@pytest.mark.sqlite_only
 async def test_session_token_is_stored_only_as_its_sha256(server: TestServer) -> None:
     with trio.fail_after(10):
         async with server.http() as client:
             registered = (await _register(client, "alice")).json()
             token = _set_cookie(await _login(client, "alice"))["value"]
         rows = await _sessions(server)
-        dump = await server.services.db.read(lambda c: "\n".join(c.iterdump()))
+        dump = await server.services.store.db.read(lambda c: "\n".join(c.iterdump()))
     assert [(r["token_hash"], r["user_id"]) for r in rows] == [
         (hashlib.sha256(token.encode()).hexdigest(), registered["id"])
     ]
@@ -263,12 +262,13 @@ async def test_session_names_the_signed_in_user_like_me_until_logout(server: Tes
     assert after.status_code == 200 and after.json() == {"user": None}
 
 
+@pytest.mark.sqlite_only
 async def test_session_is_null_once_the_session_expired(server: TestServer) -> None:
     alice = await server.create_user("alice")
     with trio.fail_after(10):
         async with server.http(alice) as client:
             before = (await client.get("/api/session")).json()
-            await server.services.db.write(
+            await server.services.store.db.write(
                 lambda c: c.execute("UPDATE sessions SET expires_at = ?", (time.time() - 1,))
             )
             after = await client.get("/api/session")
@@ -276,6 +276,7 @@ async def test_session_is_null_once_the_session_expired(server: TestServer) -> N
     assert after.status_code == 200 and after.json() == {"user": None}
 
 
+@pytest.mark.sqlite_only
 async def test_logout_ends_the_session_on_the_server(server: TestServer) -> None:
     with trio.fail_after(10):
         async with server.http() as client:
@@ -308,12 +309,13 @@ async def test_wrong_password_and_unknown_user_get_the_same_401(server: TestServ
     assert "set-cookie" not in wrong.headers and "set-cookie" not in unknown.headers
 
 
+@pytest.mark.sqlite_only
 async def test_an_expired_session_is_401(server: TestServer) -> None:
     alice = await server.create_user("alice")
     with trio.fail_after(10):
         async with server.http(alice) as client:
             assert (await client.get("/api/me")).status_code == 200
-            await server.services.db.write(
+            await server.services.store.db.write(
                 lambda c: c.execute("UPDATE sessions SET expires_at = ?", (time.time() - 1,))
             )
             response = await client.get("/api/me")
@@ -471,9 +473,7 @@ async def test_an_invalid_jwt_is_401(jwt_server: TestServer, case: str, token: s
     with trio.fail_after(10):
         async with jwt_server.http() as client:
             response = await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
-        users = await jwt_server.services.db.read(
-            lambda c: c.execute("SELECT count(*) FROM users").fetchone()[0]
-        )
+        users = len(await jwt_server.services.store.list_users())
     assert response.status_code == 401, case
     assert _error(response)["code"] == "unauthorized"
     assert users == 0

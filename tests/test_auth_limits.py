@@ -120,9 +120,7 @@ async def login(client: httpx.AsyncClient, name: str, password: str,
 
 
 async def users(server: Any) -> list[str]:
-    rows = await server.services.db.read(
-        lambda c: [r[0] for r in c.execute("SELECT username FROM users ORDER BY id")])
-    return list(rows)
+    return [u.username for u in await server.services.store.list_users()]
 
 
 # registration

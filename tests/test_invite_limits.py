@@ -3,7 +3,6 @@ creation rates, one invite notification per group, and the bounded notification 
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -14,10 +13,11 @@ import httpx
 import trio
 from api_helpers import Api, api, error_of, quick_user
 
+from trionet.errors import StoreUnavailable
 from trionet.inbox import InboxPruner, KeyedLocks
 from trionet.settings import Settings
-from trionet.storage import Database
-from trionet.storage.notifications import prune_inbox
+from trionet.store.sqlite import SqliteStore
+from trionet.store.sqlite.notifications import prune_inbox
 from trionet.testing import TestUser, running_server
 
 KEY = "test-server-api-key-0123456789"
@@ -231,8 +231,9 @@ async def test_inbox_keeps_the_newest_and_prunes_read_ones_first() -> None:
 
 async def test_pruner_sweeps_every_inbox_after_an_overflow_and_zero_keeps_all() -> None:
     with trio.fail_after(10), tempfile.TemporaryDirectory() as tmp:
-        db = Database(str(Path(tmp) / "t.db"))
-        await trio.to_thread.run_sync(db.migrate)
+        store = SqliteStore(str(Path(tmp) / "t.db"))
+        db = store.db
+        await store.migrate()
         try:
             await db.write(lambda conn: conn.executemany(
                 "INSERT INTO notifications (id, user_id, subtype, message, read_at, created_at)"
@@ -241,7 +242,7 @@ async def test_pruner_sweeps_every_inbox_after_an_overflow_and_zero_keeps_all() 
                  for i in range(8)],
             ))
             assert await db.write(prune_inbox, 1, 0) == 0  # 0: keep all
-            pruner = InboxPruner(db, bound=3, max_pending=1)
+            pruner = InboxPruner(store, bound=3, max_pending=1)
             pruner.touched([1, 2])  # more than the set holds: the next round sweeps all
             assert await pruner.prune_now() == 15
             counts = await db.read(lambda conn: conn.execute(
@@ -254,34 +255,35 @@ async def test_pruner_sweeps_every_inbox_after_an_overflow_and_zero_keeps_all() 
             assert ids == [21, 41, 61]
             pruner.touched([1])
             assert await pruner.prune_now() == 0  # within the bound: nothing to do
-            off = InboxPruner(db, bound=0)
+            off = InboxPruner(store, bound=0)
             off.touched([1])
             assert await off.prune_now() == 0
         finally:
-            await db.aclose()
+            await store.aclose()
 
 
-class FlakyDatabase(Database):
-    """A database whose first read fails."""
+class FlakyStore(SqliteStore):
+    """A store whose first inbox count fails, as a locked database would."""
 
     failed = False
 
-    async def read(self, fn: Any, *args: Any, **kw: Any) -> Any:
+    async def inbox_sizes(self, user_ids: Any) -> Any:
         if not self.failed:
             self.failed = True
-            raise sqlite3.OperationalError("database is locked")
-        return await super().read(fn, *args, **kw)
+            raise StoreUnavailable("database unavailable: database is locked")
+        return await super().inbox_sizes(user_ids)
 
 
 async def test_a_failed_pruning_round_is_made_up_by_a_sweep() -> None:
     with trio.fail_after(10), tempfile.TemporaryDirectory() as tmp:
-        db = FlakyDatabase(str(Path(tmp) / "t.db"))
-        await trio.to_thread.run_sync(db.migrate)
+        store = FlakyStore(str(Path(tmp) / "t.db"))
+        db = store.db
+        await store.migrate()
         try:
             await db.write(lambda conn: conn.executemany(
                 "INSERT INTO notifications (id, user_id, subtype, message, created_at)"
                 " VALUES (?, 7, 't', 'm', 't')", [(i,) for i in range(1, 11)]))
-            pruner = InboxPruner(db, bound=4, delay=0)
+            pruner = InboxPruner(store, bound=4, delay=0)
             pruner.RETRY_SECONDS = 0.01
             async with trio.open_nursery() as nursery:
                 await nursery.start(pruner.run)
@@ -289,12 +291,12 @@ async def test_a_failed_pruning_round_is_made_up_by_a_sweep() -> None:
                 while pruner.pruned < 6:
                     await trio.sleep(0.01)
                 nursery.cancel_scope.cancel()
-            assert db.failed
+            assert store.failed
             ids = await db.read(lambda conn: [r[0] for r in conn.execute(
                 "SELECT id FROM notifications ORDER BY id")])
             assert ids == [7, 8, 9, 10]
         finally:
-            await db.aclose()
+            await store.aclose()
 
 
 async def test_keyed_locks_serialise_one_key_and_forget_idle_ones() -> None:

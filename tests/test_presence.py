@@ -17,7 +17,7 @@ import trio_websocket
 from api_helpers import Api, api, error_of, make_group, next_of_type, quick_user, send
 
 from trionet.settings import Settings
-from trionet.storage.conversations import related_users
+from trionet.store.sqlite.conversations import related_users
 from trionet.testing import TestServer, TestUser, running_server
 
 WS = trio_websocket.WebSocketConnection

@@ -22,8 +22,8 @@ from trionet.ids import IdAllocator, id_to_iso
 from trionet.interfaces import MessageRecord, NotificationRecord
 from trionet.resume import ReplayItem, frame_id, plan_replay, replay_pages
 from trionet.settings import Settings
-from trionet.storage import Database
-from trionet.storage import messages as store
+from trionet.store.sqlite import Database
+from trionet.store.sqlite import messages as store
 from trionet.testing import TestServer, TestUser, running_server
 
 recv = TestServer.receive_json

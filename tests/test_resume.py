@@ -93,10 +93,7 @@ async def test_replay_of_a_group_left_is_not_sent(server: TestServer) -> None:
         await send(wa, {"type": "group", "group_id": gid, "content": "x", "client_id": "1"})
         await recv(wa)
 
-    def leave(conn: sqlite3.Connection) -> None:
-        conn.execute("DELETE FROM group_members WHERE user_id = ?", (b.id,))
-
-    await server.services.db.write(leave)
+    await server.services.store.leave(gid, b.id)
     server.services.manager.membership_changed(gid)
     with trio.fail_after(10):
         async with server.connect(b, query="since=0") as wb:

@@ -18,8 +18,8 @@ import sqlite_utils
 import trio
 
 from trionet.clock import now_iso
-from trionet.storage import Database, accounts
-from trionet.storage.migrate import MIGRATION_SET, migrations_dir, pending_migrations
+from trionet.store.sqlite import Database, accounts
+from trionet.store.sqlite.migrate import MIGRATION_SET, migrations_dir, pending_migrations
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -102,7 +102,7 @@ def test_a_failing_migration_keeps_none_of_its_run(
         "    db.execute('CREATE TABLE half (id INTEGER PRIMARY KEY)')\n"
         "    db.execute('THIS IS NOT SQL')\n"
     )
-    monkeypatch.setattr("trionet.storage.migrate.migrations_dir", lambda: folder)
+    monkeypatch.setattr("trionet.store.sqlite.migrate.migrations_dir", lambda: folder)
     path = tmp_path / "trionet.db"
     database = Database(str(path))
     try:
@@ -337,7 +337,7 @@ def test_the_installed_wheel_carries_the_migrations(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TRIONET_") and k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     where = subprocess.run(
-        [str(python), "-c", "import trionet.storage.migrate as m; print(m.migrations_dir())"],
+        [str(python), "-c", "import trionet.store.sqlite.migrate as m; print(m.migrations_dir())"],
         check=True, timeout=60, cwd=tmp_path, env=env, capture_output=True, text=True,
     ).stdout.strip()
     assert Path(where) == site / "trionet" / "_migrations"
@@ -382,12 +382,12 @@ async def test_inline_commits_let_the_log_be_checkpointed(tmp_path: Path) -> Non
 
     from trionet.ids import IdAllocator, id_to_iso
     from trionet.interfaces import MessageRecord
-    from trionet.storage.backends import SqlitePersister
+    from trionet.store.sqlite import SqliteStore
 
     path = str(tmp_path / "w.db")
-    db = Database(path)
+    persister = SqliteStore(path)
+    db = persister.db
     db.migrate()
-    persister = SqlitePersister(db)
     ids = IdAllocator()
     threaded = 0
     for _ in range(1500):

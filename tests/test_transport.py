@@ -58,3 +58,56 @@ async def test_delivery_works_with_and_without_direct_writes(
                 got += [json.loads(line)["content"] for line in message.split("\n")
                         if '"private"' in line]
             assert got == ["é" * (i * 300 + 1) for i in range(30)]
+
+
+async def _open_and_direct(server: TestServer) -> tuple[float, float]:
+    """(trionet_connections, trionet_direct_transport_connections) from ``GET /metrics``."""
+    async with server.http() as client:
+        response = await client.get("/metrics")
+    assert response.status_code == 200
+    values = dict(line.split(" ", 1) for line in response.text.splitlines()
+                  if line and not line.startswith("#"))
+    return (float(values["trionet_connections"]),
+            float(values["trionet_direct_transport_connections"]))
+
+
+async def _until_connections(server: TestServer, count: int) -> tuple[float, float]:
+    """The two gauges once ``count`` connections are registered (the direct one is counted
+    before a connection is registered, and released after it is gone)."""
+    while True:
+        gauges = await _open_and_direct(server)
+        if gauges[0] == count and (count or gauges[1] == 0):
+            return gauges
+        await trio.sleep(0.02)
+
+
+async def test_a_normal_server_writes_each_connections_frames_directly(
+    server: TestServer,
+) -> None:
+    assert ws_endpoint.DIRECT_WRITES  # the default
+    a, b = await server.create_user("a"), await server.create_user("b")
+    with trio.fail_after(10):
+        assert await _open_and_direct(server) == (0, 0)
+        async with server.connect(a) as wa:
+            assert await _until_connections(server, 1) == (1, 1)
+            await TestServer.send_json(wa, {"type": "private", "to": b.id, "content": "hi",
+                                            "client_id": "c1"})
+            ack = await TestServer.receive_json(wa)
+            assert (ack["type"], ack["client_id"]) == ("ack", "c1")
+        assert await _until_connections(server, 0) == (0, 0)
+
+
+async def test_without_direct_writes_no_connection_is_counted_and_messages_arrive(
+    server: TestServer, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ws_endpoint, "DIRECT_WRITES", False)
+    a, b = await server.create_user("a"), await server.create_user("b")
+    with trio.fail_after(10):
+        async with server.connect(b) as wb, server.connect(a) as wa:
+            assert await _until_connections(server, 2) == (2, 0)
+            await TestServer.send_json(wa, {"type": "private", "to": b.id, "content": "hi",
+                                            "client_id": "c1"})
+            assert (await TestServer.receive_json(wa))["type"] == "ack"
+            frame = await TestServer.receive_json(wb)
+            assert (frame["type"], frame["content"]) == ("private", "hi")
+        assert await _until_connections(server, 0) == (0, 0)

@@ -13,20 +13,19 @@ import trio_websocket
 
 from trionet.interfaces import MessageRecord, NotificationRecord
 from trionet.settings import Settings
-from trionet.storage import Database
-from trionet.storage.backends import SqlitePersister
-from trionet.storage.messages import Duplicates
+from trionet.store.sqlite import SqliteStore
+from trionet.store.sqlite.messages import Duplicates
 from trionet.testing import TestServer, running_server
 
 recv = TestServer.receive_json
 send = TestServer.send_json
 
 
-class FlakyPersister(SqlitePersister):
+class FlakyPersister(SqliteStore):
     """The SQLite persister, but saves fail (or stall) while told to."""
 
     def __init__(self, path: str) -> None:
-        super().__init__(Database(path))
+        super().__init__(path)
         self.failing = False
         self.stall = 0.0
         self.saved = 0

@@ -1,4 +1,6 @@
-"""Fixes applied to hypercorn when trionet is imported.
+"""Fixes applied to hypercorn when an app is built (:func:`trionet.create_app`), and the
+start-up check that the hypercorn installed still has what they and the direct write path
+(:mod:`trionet.transport`) reach.
 
 **Closing a connection from a cancelled task.** hypercorn's trio ``TCPServer`` closes a
 connection it will not keep alive (a response sent before its request body arrived, a
@@ -14,10 +16,21 @@ closed connection's handler (and a graceful shutdown) waiting up to ``websocket_
 Here the first ping comes after one interval (a client closing right after connecting is not
 pinged while closing; trio-websocket 0.12 fails answering that), and the loop stops as soon as
 the stream closes.
+
+**The check.** These fixes replace private hypercorn methods, and direct writes walk private
+attributes of hypercorn and trio. A release that renamed one would silently drop the fix or
+the direct path, so :func:`check` looks for every one of them and, if any is missing, raises
+:class:`IncompatibleHypercorn` (a :class:`~trionet.settings.SettingsError`: one line at
+start-up) naming them and :data:`TESTED_HYPERCORN`.
 """
 
 from __future__ import annotations
 
+import dis
+import importlib
+import types
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import trio
@@ -26,10 +39,107 @@ from hypercorn.protocol import ws_stream
 from hypercorn.trio import tcp_server
 from wsproto.events import Ping
 
-__all__ = ["apply"]
+from .settings import SettingsError
 
-_original_handle = ws_stream.WSStream.handle
-_original_protocol_send = tcp_server.TCPServer.protocol_send
+__all__ = ["TESTED_HYPERCORN", "IncompatibleHypercorn", "apply", "check"]
+
+#: the hypercorn releases these fixes and the direct write path are tested with (the range
+#: pyproject.toml requires; keep the two in step)
+TESTED_HYPERCORN = ">=0.18,<0.19"
+
+#: methods and class attributes the fixes replace or call
+PATCHED_METHODS = (
+    "hypercorn.trio.tcp_server.TCPServer.protocol_send",  # replaced: the shielded close
+    "hypercorn.trio.tcp_server.TCPServer._close",
+    "hypercorn.protocol.ProtocolWrapper.handle",
+    "hypercorn.protocol.ws_stream.WSStream.handle",  # wrapped: stops the ping loop
+    "hypercorn.protocol.ws_stream.WSStream._send_pings",  # replaced: the ping loop
+    "hypercorn.protocol.ws_stream.WSStream._send_wsproto_event",
+    "hypercorn.trio.worker_context.WorkerContext.sleep",
+    "hypercorn.config.Config.websocket_ping_interval",
+)
+#: attributes the fixes read on instances (set by ``__init__`` or another method)
+PATCHED_ATTRIBUTES = (
+    "hypercorn.trio.tcp_server.TCPServer.protocol",
+    "hypercorn.protocol.ws_stream.WSStream.closed",
+    "hypercorn.protocol.ws_stream.WSStream.config",
+    "hypercorn.protocol.ws_stream.WSStream.context",
+)
+
+# hypercorn's own methods, kept by apply()
+_original_handle: Any = None
+_original_protocol_send: Any = None
+
+
+class IncompatibleHypercorn(SettingsError):
+    """The installed hypercorn (or trio) lacks names trionet patches or reads."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        super().__init__(
+            "hypercorn",
+            f"version {_version('hypercorn')} (trio {_version('trio')}) lacks"
+            f" {', '.join(missing)}, which trionet patches or reads; trionet is tested with"
+            f" hypercorn{TESTED_HYPERCORN} (pip install 'hypercorn{TESTED_HYPERCORN}')",
+        )
+        self.missing = tuple(missing)
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _class_of(dotted: str) -> tuple[type | None, str]:
+    """``("a.b.Class.name")`` -> (the class, or None when it is gone, ``"name"``)."""
+    module_name, class_name, name = dotted.rsplit(".", 2)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        return None, name
+    cls = getattr(module, class_name, None)
+    return (cls if isinstance(cls, type) else None), name
+
+
+def _has_method(dotted: str) -> bool:
+    cls, name = _class_of(dotted)
+    return cls is not None and hasattr(cls, name)
+
+
+def _sets_attribute(dotted: str) -> bool:
+    """Whether the class has the attribute, or one of its methods assigns ``self.<name>``."""
+    cls, name = _class_of(dotted)
+    if cls is None:
+        return False
+    if hasattr(cls, name):
+        return True
+    for klass in cls.__mro__:
+        for value in vars(klass).values():
+            code = getattr(getattr(value, "__func__", value), "__code__", None)
+            if isinstance(code, types.CodeType) and any(
+                op.opname == "STORE_ATTR" and op.argval == name
+                for op in dis.get_instructions(code)
+            ):
+                return True
+    return False
+
+
+def check() -> None:
+    """Raise :class:`IncompatibleHypercorn` naming each method the fixes replace or call, and
+    each attribute they or :func:`~trionet.transport.direct_transport` reach, that the
+    installed hypercorn (or trio) lacks. Run before :func:`apply` (which puts its own methods
+    in place of the ones it replaces)."""
+    from . import transport
+
+    missing = [name for name in (*PATCHED_METHODS, *transport.DIRECT_PATH_METHODS)
+               if not _has_method(name)]
+    missing += [name for name in (*PATCHED_ATTRIBUTES, *transport.DIRECT_PATH_ATTRIBUTES)
+                if not _sets_attribute(name)]
+    if not transport.raw_socket_reachable():
+        missing.append("trio.SocketStream.socket._sock")
+    if missing:
+        raise IncompatibleHypercorn(list(dict.fromkeys(missing)))
 
 
 async def _protocol_send(self: Any, event: Any) -> None:
@@ -62,9 +172,12 @@ async def _handle(self: Any, event: Any) -> None:
 
 
 def apply() -> None:
-    """Patch hypercorn's ``WSStream`` and ``TCPServer`` once."""
+    """Patch hypercorn's ``WSStream`` and ``TCPServer`` once (a second call does nothing)."""
+    global _original_handle, _original_protocol_send
     if getattr(ws_stream.WSStream, "_trionet_patched", False):
         return
+    _original_handle = ws_stream.WSStream.handle
+    _original_protocol_send = tcp_server.TCPServer.protocol_send
     setattr(tcp_server.TCPServer, "protocol_send", _protocol_send)  # noqa: B010
     setattr(ws_stream.WSStream, "_send_pings", _send_pings)  # noqa: B010
     setattr(ws_stream.WSStream, "handle", _handle)  # noqa: B010

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from .asgi import AddressLimit, BodyBeforeResponse
 from .auth import ChainResolver, CookieSessionResolver, JwtResolver, LoginThrottle
 from .committer import GroupCommitter
 from .dedupe import RecentSends
-from .errors import ApiError, ErrorCode, StoreUnavailable
+from .errors import ApiError, ErrorCode
 from .ext_typing import DEFAULT_TYPES
 from .ids import IdAllocator
 from .inbox import InboxPruner, KeyedLocks
@@ -35,12 +34,9 @@ from .metrics import Metrics
 from .presence import Presence
 from .ratelimit import KeyedLimiter
 from .settings import Settings, SettingsError
-from .storage import Database, accounts
-from .storage.backends import SqliteGroups, SqlitePersister
+from .store import Store, StoreUnavailable, open_store
 
 __all__ = ["Services", "app", "create_app", "services_of"]
-
-_hypercorn_fixes.apply()
 
 log = logging.getLogger("trionet")
 
@@ -79,15 +75,17 @@ class Services:
     ) -> None:
         self.settings = settings
         self.message_types = MessageTypes((*DEFAULT_TYPES, *message_types))
-        self.db = Database(settings.database, synchronous=settings.db_synchronous)
+        #: everything trionet keeps (TRIONET_DATABASE picks SQLite or PostgreSQL)
+        self.store: Store = open_store(settings.database, synchronous=settings.db_synchronous)
         if resolver is None:
-            chain: list[SessionResolver] = [CookieSessionResolver(self.db, settings.cookie_name)]
+            chain: list[SessionResolver] = [
+                CookieSessionResolver(self.store, settings.cookie_name)]
             if settings.jwt_secret:
-                chain.append(JwtResolver(self.db, settings.jwt_secret))
+                chain.append(JwtResolver(self.store, settings.jwt_secret))
             resolver = ChainResolver(chain)
         self.resolver = resolver
-        self.groups = groups or SqliteGroups(self.db)
-        self.persister = persister or SqlitePersister(self.db)
+        self.groups: GroupMemberFetcher = groups or self.store
+        self.persister: MessagePersister = persister or self.store
         self.metrics = Metrics()
         self.membership = MembershipCache(self.groups)
         self.ids = IdAllocator(settings.worker_id)
@@ -100,11 +98,11 @@ class Services:
             metrics=self.metrics,
         )
         self.manager.committer = self.committer
-        self.presence = Presence(self.db, self.manager, self.metrics,
+        self.presence = Presence(self.store, self.manager, self.metrics,
                                  limit=settings.presence_limit, active=lambda: not self.draining)
         self.manager.on_presence = self.presence.hook
         #: inboxes bounded to TRIONET_NOTIFICATION_INBOX, pruned by a task of _run
-        self.inbox = InboxPruner(self.db, bound=settings.notification_inbox)
+        self.inbox = InboxPruner(self.store, bound=settings.notification_inbox)
         self.manager.on_notified = self.inbox.touched
         #: invites, and group creations, per user (TRIONET_INVITE_RATE each)
         self.invite_limit = KeyedLimiter(settings.invite_rate)
@@ -130,8 +128,8 @@ class Services:
     async def start(self, nursery: trio.Nursery) -> None:
         """Migrate, then start the committer and the manager in ``nursery``."""
         raise_descriptor_limit()
-        await trio.to_thread.run_sync(self.db.migrate)
-        floor = await self.db.read(_max_id)
+        await self.store.migrate()
+        floor = await self.store.max_id()
         self.ids = self.manager.ids = IdAllocator(self.settings.worker_id, floor=floor)
         await nursery.start(self._run)
         tune_runtime()
@@ -174,18 +172,18 @@ class Services:
     async def user_exists(self, user_id: int) -> bool:
         if user_id in self._known_users:
             return True
-        row = await self.db.read(accounts.get_user, user_id)
-        if row is not None:
+        user = await self.store.get_user(user_id)
+        if user is not None:
             self._known_users.add(user_id)
-        return row is not None
+        return user is not None
 
     async def is_admin(self, user_id: int) -> bool:
         hit = self._admins.get(user_id)
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
-        row = await self.db.read(accounts.get_user, user_id)
-        admin = bool(row is not None and row["is_admin"])
+        user = await self.store.get_user(user_id)
+        admin = user is not None and user.is_admin
         self._admins[user_id] = (now + 30.0, admin)
         return admin
 
@@ -234,14 +232,6 @@ def raise_descriptor_limit() -> tuple[int, int] | None:
 _fd_limit_logged: list[bool] = []
 
 
-def _max_id(conn: sqlite3.Connection) -> int:
-    row = conn.execute(
-        "SELECT max(coalesce((SELECT max(id) FROM messages), 0),"
-        " coalesce((SELECT max(id) FROM notifications), 0))"
-    ).fetchone()
-    return int(row[0] or 0)
-
-
 def services_of(app: QuartTrio) -> Services:
     """The :class:`Services` of an app built by :func:`create_app`."""
     found: Services = app.extensions["trionet"]
@@ -264,7 +254,14 @@ def create_app(
     message_types: Sequence[MessageType] = (),
 ) -> QuartTrio:
     """Build a trionet app. Unset parts use the defaults backed by the SQLite database;
-    ``message_types`` adds application-defined frame types to the built-in ones."""
+    ``message_types`` adds application-defined frame types to the built-in ones.
+
+    Patches hypercorn (once per process: :mod:`trionet._hypercorn_fixes`), after checking it
+    has every name trionet patches or reaches. Raises :class:`~trionet.settings.SettingsError`
+    on a bad ``TRIONET_*`` value, or when a name is missing
+    (:class:`~trionet._hypercorn_fixes.IncompatibleHypercorn`, naming it)."""
+    _hypercorn_fixes.check()
+    _hypercorn_fixes.apply()
     settings = settings or Settings.from_env()
     app = QuartTrio("trionet")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
@@ -300,7 +297,7 @@ def create_app(
         with trio.CancelScope(shield=True):
             await services.drain()
             await services.stop()
-            await services.db.aclose()
+            await services.store.aclose()
 
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:

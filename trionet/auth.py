@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .interfaces import Handshake, Identity, SessionResolver
-from .storage import Database, accounts
+from .store import AccountStore
 
 __all__ = [
     "HASH_QUEUE_LIMIT",
@@ -117,8 +117,8 @@ def bearer(handshake: Handshake) -> str | None:
 class CookieSessionResolver:
     """trionet's own sessions: the session cookie, or the same token as a Bearer header."""
 
-    def __init__(self, db: Database, cookie_name: str) -> None:
-        self._db = db
+    def __init__(self, store: AccountStore, cookie_name: str) -> None:
+        self._store = store
         self._cookie = cookie_name
 
     async def resolve(self, handshake: Handshake) -> Identity | None:
@@ -130,7 +130,7 @@ class CookieSessionResolver:
         if len(token) > 256:
             return None
         key = hash_token(token)
-        found = await self._db.read(accounts.session_user, key)
+        found = await self._store.session_user(key)
         if found is None:
             return None
         return Identity(user_id=found[0], session_key=key, expires_at=found[1])
@@ -144,8 +144,8 @@ class JwtResolver:
     made by the CLI) is refused, so a JWT can never take over such an account.
     """
 
-    def __init__(self, db: Database, secret: str) -> None:
-        self._db = db
+    def __init__(self, store: AccountStore, secret: str) -> None:
+        self._store = store
         self._secret = secret
         self._known: set[int] = set()
 
@@ -165,7 +165,7 @@ class JwtResolver:
         user_id = int(sub)
         if user_id not in self._known:
             # a JWT names a backend user: never one of trionet's own password accounts
-            if not await self._db.write(accounts.ensure_user, user_id):
+            if not await self._store.ensure_backend_user(user_id):
                 log.warning("refused a JWT for user %d: an account with a password", user_id)
                 return None
             if len(self._known) >= _KNOWN_MAX:

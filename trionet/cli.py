@@ -5,19 +5,23 @@ from __future__ import annotations
 import logging
 import sqlite3
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import trio
 
+from .errors import StoreUnavailable
 from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
-    from .storage import Database
+    from .store import Store, UserRecord
 
 __all__ = ["main"]
+
+_DB_HELP = "Database: a SQLite file or a postgresql:// URL (TRIONET_DATABASE)."
+
+T = TypeVar("T")
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -28,20 +32,28 @@ def _settings(**overrides: Any) -> Settings:
     return settings.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
-@contextmanager
-def _database(settings: Settings) -> Iterator[tuple[Database, list[str]]]:
-    """The migrated database and the migrations applied just now; a database error is one
-    clear line."""
-    from .storage import Database
+def _with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> tuple[T, list[str]]:
+    """Open and migrate the store, run ``work`` on it, close it; returns what ``work``
+    returned and the migrations applied just now. A store that cannot be used is one line."""
+    from .store import open_store
 
-    db = Database(settings.database, synchronous=settings.db_synchronous)
+    async def run() -> tuple[T, list[str]]:
+        store = open_store(settings.database, synchronous=settings.db_synchronous)
+        try:
+            applied = await store.migrate()
+            return await work(store), applied
+        finally:
+            await store.aclose()
+
     try:
-        applied = db.migrate()
-        yield db, applied
-    except sqlite3.Error as exc:
-        raise click.ClickException(f"database {settings.database}: {exc}") from None
-    finally:
-        db.close()
+        return trio.run(run)
+    except (StoreUnavailable, RuntimeError, sqlite3.Error) as exc:
+        cause = exc.__cause__ if isinstance(exc, StoreUnavailable) and exc.__cause__ else exc
+        raise click.ClickException(f"database {settings.database}: {cause}") from None
+
+
+async def _nothing(_store: Store) -> None:
+    return None
 
 
 @click.group()
@@ -53,7 +65,7 @@ def main() -> None:
 @main.command()
 @click.option("--host", help="Address to bind (TRIONET_HOST).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port to bind (TRIONET_PORT).")
-@click.option("--db", "database", help="SQLite database file (TRIONET_DATABASE).")
+@click.option("--db", "database", help=_DB_HELP)
 def serve(host: str | None, port: int | None, database: str | None) -> None:
     """Run the server in this process until SIGINT or SIGTERM."""
     settings = _settings(host=host, port=port, database=database)
@@ -62,9 +74,11 @@ def serve(host: str | None, port: int | None, database: str | None) -> None:
     from .app import create_app
     from .server import serve as run_server
 
-    with _database(settings):
-        pass  # a database that cannot be opened is one line here, not a failed start-up
-    app = create_app(settings)
+    _with_store(settings, _nothing)  # an unusable database is one line here, not a failed start
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:  # e.g. a hypercorn without what trionet patches or reaches
+        raise click.ClickException(f"configuration error: {exc}") from None
 
     async def main_task() -> None:
         await run_server(app, settings)
@@ -77,11 +91,10 @@ def serve(host: str | None, port: int | None, database: str | None) -> None:
 
 
 @main.command()
-@click.option("--db", "database", help="SQLite database file (TRIONET_DATABASE).")
+@click.option("--db", "database", help=_DB_HELP)
 def migrate(database: str | None) -> None:
     """Apply pending database migrations (running it twice changes nothing)."""
-    with _database(_settings(database=database)) as (_db, applied):
-        pass
+    _none, applied = _with_store(_settings(database=database), _nothing)
     if applied:
         click.echo(f"applied {len(applied)} migration(s): {', '.join(applied)}")
     else:
@@ -97,17 +110,18 @@ def user() -> None:
 @click.argument("username")
 @click.option("--admin", is_flag=True, help="Make the user an admin (may broadcast).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@click.option("--db", "database", help="SQLite database file (TRIONET_DATABASE).")
+@click.option("--db", "database", help=_DB_HELP)
 def user_create(username: str, admin: bool, password_stdin: bool, database: str | None) -> None:
     """Create USERNAME (password from a prompt, or --password-stdin)."""
     from argon2 import PasswordHasher
 
-    from .storage import accounts
+    from .names import USERNAME_MAX, valid_username
+    from .store import UsernameTaken
 
     settings = _settings(database=database)
-    if not accounts.valid_username(username):
+    if not valid_username(username):
         raise click.ClickException(
-            f"the username must be 1 to {accounts.USERNAME_MAX} letters, digits, '_', '.' or '-'"
+            f"the username must be 1 to {USERNAME_MAX} letters, digits, '_', '.' or '-'"
         )
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -116,23 +130,27 @@ def user_create(username: str, admin: bool, password_stdin: bool, database: str 
     if not 8 <= len(password) <= 256:
         raise click.ClickException("the password must be at least 8 characters (at most 256)")
     hashed = PasswordHasher().hash(password)
-    with _database(settings) as (db, _applied):
+    async def create(store: Store) -> UserRecord | None:
         try:
-            user = db.write_sync(accounts.create_user, username, hashed, is_admin=admin)
-        except accounts.UsernameTaken:
-            raise click.ClickException(f"username {username!r} is taken") from None
-    click.echo(f"created user {user['id']} {username}{' (admin)' if admin else ''}")
+            return await store.create_user(username, hashed, is_admin=admin)
+        except UsernameTaken:
+            return None
+
+    user, _applied = _with_store(settings, create)
+    if user is None:
+        raise click.ClickException(f"username {username!r} is taken")
+    click.echo(f"created user {user.id} {username}{' (admin)' if admin else ''}")
 
 
 @user.command("list")
-@click.option("--db", "database", help="SQLite database file (TRIONET_DATABASE).")
+@click.option("--db", "database", help=_DB_HELP)
 def user_list(database: str | None) -> None:
     """List every user: id, username, admin flag."""
-    from .storage import accounts
+    async def listed(store: Store) -> list[UserRecord]:
+        return await store.list_users()
 
-    with _database(_settings(database=database)) as (db, _applied):
-        rows = accounts.list_users(db.connect())
-    for row in rows:
-        click.echo(f"{row['id']}\t{row['username']}\t{'admin' if row['is_admin'] else ''}".rstrip())
+    users, _applied = _with_store(_settings(database=database), listed)
+    for u in users:
+        click.echo(f"{u.id}\t{u.username}\t{'admin' if u.is_admin else ''}".rstrip())
 
 

@@ -18,6 +18,7 @@ import trio
 from .dedupe import Receipt, record_fingerprint
 from .interfaces import MessagePersister, MessageRecord, NotificationRecord
 from .metrics import Metrics
+from .store.interface import InlineSaver
 
 __all__ = ["GroupCommitter", "Pending"]
 
@@ -100,12 +101,12 @@ class GroupCommitter:
         self._unconfirmed = 0  # records whose commit timed out and is still running
         self._inflight = 0  # commits running
         self._nursery: trio.Nursery | None = None
-        #: an optional ``save_inline(messages, notifications) -> bool`` of the persister
-        #: returns None (or False) when it could not store now; anything else means stored,
-        #: a mapping naming the messages that were resends of stored ones (as save() may)
-        self._save_inline: Callable[
-            [Sequence[MessageRecord], Sequence[NotificationRecord]], object
-        ] | None = getattr(persister, "save_inline", None)
+        #: a persister that can commit right away on the loop (SQLite) offers save_inline:
+        #: None when it could not store now; a mapping (maybe empty) naming the messages that
+        #: were resends of stored ones, as save() may, when it did
+        self._save_inline: Callable[[Sequence[MessageRecord], Sequence[NotificationRecord]],
+                                    object] | None = (
+            persister.save_inline if isinstance(persister, InlineSaver) else None)
 
     @property
     def available(self) -> bool:
@@ -150,7 +151,7 @@ class GroupCommitter:
                 self._to_retry(batch)
                 await self._finish(batch, False)
                 return
-            if duplicates is not None and duplicates is not False:  # stored
+            if duplicates is not None and duplicates is not False:  # stored (False: not)
                 self._observe(started, len(batch))
                 await self._flag_reused(_mark_duplicates(batch, duplicates))
                 await self._finish(batch, True)

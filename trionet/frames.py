@@ -7,7 +7,10 @@ from typing import Any
 
 from .interfaces import MessageRecord, NotificationRecord
 
-__all__ = ["RESERVED_NOTIFICATION_KEYS", "message_frame", "notification_frame"]
+__all__ = ["INVITE_SUBTYPE", "RESERVED_NOTIFICATION_KEYS", "message_frame", "notification_frame"]
+
+#: the subtype of the notification ``POST /api/groups/invite`` sends
+INVITE_SUBTYPE = "group_invite"
 
 #: payload keys that never override a notification frame's own fields
 RESERVED_NOTIFICATION_KEYS = frozenset({"type", "id", "subtype", "message", "timestamp"})

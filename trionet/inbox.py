@@ -20,14 +20,12 @@ group.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Hashable, Iterable
 from contextlib import asynccontextmanager
 
 import trio
 
-from .storage import Database
-from .storage.notifications import inbox_sizes, over_bound, prune_inbox
+from .store import NotificationStore
 
 __all__ = ["InboxPruner", "KeyedLocks"]
 
@@ -45,14 +43,14 @@ class InboxPruner:
 
     def __init__(
         self,
-        db: Database,
+        store: NotificationStore,
         *,
         bound: int,
         delay: float = 0.5,
         max_pending: int = 10_000,
         users_per_write: int = 50,
     ) -> None:
-        self._db = db
+        self._store = store
         self.bound = bound
         self._delay = delay
         self._max_pending = max_pending
@@ -101,12 +99,12 @@ class InboxPruner:
         step = self._users_per_write
         for start in range(0, len(users), step):
             chunk = users[start:start + step]
-            sizes = await self._db.read(inbox_sizes, chunk)
+            sizes = await self._store.inbox_sizes(chunk)
             deleted += await self._prune([u for u, n in sizes.items() if n > self.bound])
         if overflow:
             after = 0
             while True:
-                over = await self._db.read(over_bound, self.bound, after=after, limit=step)
+                over = await self._store.over_bound(self.bound, after=after, limit=step)
                 if not over:
                     break
                 deleted += await self._prune(over)
@@ -117,11 +115,7 @@ class InboxPruner:
     async def _prune(self, users: list[int]) -> int:
         if not users:
             return 0
-        return await self._db.write(_prune_users, users, self.bound)
-
-
-def _prune_users(conn: sqlite3.Connection, users: list[int], bound: int) -> int:
-    return sum(prune_inbox(conn, uid, bound) for uid in users)
+        return await self._store.prune_inboxes(users, self.bound)
 
 
 class _Entry:

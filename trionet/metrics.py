@@ -14,6 +14,11 @@ class Metrics:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.connections = Gauge("trionet_connections", "Open WebSocket connections", registry=r)
         self.online_users = Gauge("trionet_online_users", "Users with a connection", registry=r)
+        self.direct_connections = Gauge(
+            "trionet_direct_transport_connections",
+            "Open WebSocket connections whose frames are written straight to the socket",
+            registry=r,
+        )
         self.frames_in = Counter(
             "trionet_frames_in", "Client frames received, by type", ["type"], registry=r
         )

@@ -10,20 +10,18 @@ encoded frame through ``Manager.dispatch``::
 Recipients are the online users related to the user, at most ``limit`` of them (past the
 cap, clients poll ``GET /api/users/online``): those who share an accepted group with them, or
 have a private conversation with them in which **both** sides have written
-(``storage.conversations.related_users``). One unsolicited message is no relation: a stranger
+(``Store.related_users``). One unsolicited message is no relation: a stranger
 who writes once learns nothing of the recipient's comings and goings until they answer. A
 second tab opening or closing sends nothing, because the manager only calls the hook for a
 user's first and last connection.
 
-The look-ups use a read-only connection of their own, opened and closed by :meth:`run`, so a
-look-up still running when the server shuts down never shares a connection that
-``Database.close`` is closing, and never takes a reader from the HTTP handlers.
+The look-ups go through the store, one at a time; the store is closed only after this task
+has stopped (``Services.stop`` first, then ``Store.aclose``).
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable
 
 import trio
@@ -34,8 +32,7 @@ from .clock import now_iso
 from .manager import Manager
 from .metrics import Metrics
 from .routing import ToUsers
-from .storage import Database
-from .storage.conversations import related_users
+from .store import MessageStore
 
 __all__ = ["Presence"]
 
@@ -51,7 +48,7 @@ class Presence:
 
     def __init__(
         self,
-        db: Database,
+        store: MessageStore,
         manager: Manager,
         metrics: Metrics,
         *,
@@ -59,12 +56,10 @@ class Presence:
         active: Callable[[], bool] = lambda: True,
         queue_size: int = 4096,
     ) -> None:
-        self._path = db.path
+        self._store = store
         self._manager = manager
         self.limit = limit
         self._active = active
-        self._conn: sqlite3.Connection | None = None
-        self._limiter = trio.CapacityLimiter(1)
         self._send, self._recv = trio.open_memory_channel[tuple[int, bool, str]](queue_size)
         self.events = Counter(
             "trionet_presence_events",
@@ -87,24 +82,20 @@ class Presence:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Announce queued presence changes, in order, until cancelled."""
         task_status.started()
-        try:
-            async for user_id, online, timestamp in self._recv:
-                if not self._active():
-                    continue
-                try:
-                    await self.announce(user_id, online, timestamp)
-                except Exception:  # a failed look-up must not stop presence (or the server)
-                    self.events.labels("failed").inc()
-                    log.exception("presence look-up for user %d failed", user_id)
-        finally:
-            # a cancelled look-up has returned by now: its thread is not abandoned
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        async for user_id, online, timestamp in self._recv:
+            if not self._active():
+                continue
+            try:
+                await self.announce(user_id, online, timestamp)
+            except Exception:  # a failed look-up must not stop presence (or the server)
+                self.events.labels("failed").inc()
+                log.exception("presence look-up for user %d failed", user_id)
 
     async def announce(self, user_id: int, online: bool, timestamp: str) -> int:
         """Send one presence frame to the related online users; returns how many connections."""
-        peers = await trio.to_thread.run_sync(self._related, user_id, limiter=self._limiter)
+        # is_online is one dict membership test: safe to call from a store's worker thread
+        peers = await self._store.related_users(user_id, wanted=self._manager.is_online,
+                                                limit=self.limit)
         if not peers:
             self.events.labels("nobody").inc()
             return 0
@@ -113,14 +104,3 @@ class Presence:
         )
         self.events.labels("sent").inc()
         return self._manager.dispatch(ToUsers(peers), frame, "presence")
-
-    def _related(self, user_id: int) -> list[int]:
-        if self._conn is None:
-            conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None,
-                                   timeout=30)
-            conn.execute("PRAGMA busy_timeout = 5000")
-            conn.execute("PRAGMA query_only = ON")
-            self._conn = conn
-        # is_online is one dict membership test: safe to call from this worker thread
-        return related_users(self._conn, user_id, wanted=self._manager.is_online,
-                             limit=self.limit)

@@ -20,14 +20,16 @@ Every helper talks to the server over real sockets on 127.0.0.1.
 from __future__ import annotations
 
 import json
-import sqlite3
+import os
+import secrets
 import tempfile
 import time
 from collections.abc import AsyncIterator, Collection, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import trio
@@ -36,14 +38,12 @@ from quart_trio import QuartTrio
 
 from .app import Services, create_app, services_of
 from .auth import hash_password, hash_token, make_jwt, new_token
-from .clock import now_iso
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
 from .messagetypes import MessageType
 from .server import serve
 from .settings import Settings
-from .storage import accounts
 
-__all__ = ["TestServer", "TestUser", "running_server"]
+__all__ = ["TestServer", "TestUser", "fresh_postgres_database", "running_server"]
 
 
 @dataclass
@@ -87,38 +87,25 @@ class TestServer:
         return self.url.replace("http://", "ws://", 1) + "/ws"
 
     async def create_user(
-        self, username: str, *, admin: bool = False, password: str = "password123"
+        self, username: str, *, admin: bool = False, password: str | None = "password123"
     ) -> TestUser:
-        """Create a user directly in the database and open a session for it."""
+        """Create a user directly in the store and open a session for it (``password=None``:
+        no password, which skips the deliberately slow hash)."""
         svc = self.services
-        hashed = await hash_password(password, hashers=svc.hashers)
-        user = await svc.db.write(accounts.create_user, username, hashed, is_admin=admin)
+        hashed = None if password is None else await hash_password(password, hashers=svc.hashers)
+        user = await svc.store.create_user(username, hashed, is_admin=admin)
         token = new_token()
-        await svc.db.write(accounts.create_session, hash_token(token), user["id"],
-                           time.time() + self.settings.session_ttl)
-        return TestUser(id=user["id"], username=username, token=token, is_admin=admin,
-                        password=password, cookie_name=self.settings.cookie_name)
+        await svc.store.create_session(hash_token(token), user.id,
+                                       time.time() + self.settings.session_ttl)
+        return TestUser(id=user.id, username=username, token=token, is_admin=admin,
+                        password=password or "", cookie_name=self.settings.cookie_name)
 
     async def create_group(
         self, name: str, owner: TestUser, members: list[TestUser] | tuple[TestUser, ...] = ()
     ) -> int:
         """Create a group owned by ``owner`` with ``members`` accepted; returns its id."""
-
-        def insert(conn: sqlite3.Connection) -> int:
-            now = now_iso()
-            cur = conn.execute(
-                "INSERT INTO groups (name, owner_id, created_at) VALUES (?, ?, ?)",
-                (name, owner.id, now),
-            )
-            gid = int(cur.lastrowid or 0)
-            conn.executemany(
-                "INSERT INTO group_members (group_id, user_id, status, invited_by, created_at)"
-                " VALUES (?, ?, 'accepted', ?, ?)",
-                [(gid, u.id, owner.id, now) for u in {u.id: u for u in (owner, *members)}.values()],
-            )
-            return gid
-
-        gid = await self.services.db.write(insert)
+        group = await self.services.store.create_group(owner.id, name, [u.id for u in members])
+        gid = int(group["id"])
         self.services.manager.membership_changed(gid)
         return gid
 
@@ -215,6 +202,52 @@ class TestServer:
         await self.stopped.wait()
 
 
+#: the PostgreSQL server test databases are made on, as an admin URL (the role needs CREATEDB)
+DEFAULT_POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+@asynccontextmanager
+async def fresh_postgres_database(admin_url: str | None = None) -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards (also when the block fails);
+    yields its URL. It is made on the server of ``admin_url`` (default: the
+    ``TRIONET_TEST_POSTGRES`` variable, else ``postgresql://postgres@127.0.0.1:5432/postgres``).
+    Needs the postgres extra."""
+    import psycopg
+    from psycopg import sql
+
+    admin = admin_url or os.environ.get("TRIONET_TEST_POSTGRES") or DEFAULT_POSTGRES_ADMIN
+    name = f"trionet_test_{secrets.token_hex(6)}"
+    parts = urlsplit(admin)
+    url = urlunsplit(parts._replace(path="/" + name))
+
+    def run(statement: sql.Composed) -> None:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(statement)
+
+    await trio.to_thread.run_sync(run, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield url
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(
+                run, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
+
+
+@asynccontextmanager
+async def _default_database(tmp: str) -> AsyncIterator[str]:
+    """A temporary SQLite file, or with ``TRIONET_TEST_STORE=postgresql`` a fresh PostgreSQL
+    database (see :func:`fresh_postgres_database`)."""
+    kind = os.environ.get("TRIONET_TEST_STORE", "sqlite")
+    if kind == "postgresql":
+        async with fresh_postgres_database() as url:
+            yield url
+    elif kind == "sqlite":
+        yield str(Path(tmp) / "trionet.db")
+    else:
+        raise ValueError(f"TRIONET_TEST_STORE must be sqlite or postgresql, not {kind!r}")
+
+
 @asynccontextmanager
 async def running_server(
     settings: Settings | None = None,
@@ -229,33 +262,51 @@ async def running_server(
     """Serve a fresh trionet app on a free 127.0.0.1 port for the duration of the block.
 
     Without ``database`` (or ``settings.database`` left at its default) the data lives in a
-    temporary directory removed afterwards. The rate limit is off unless ``settings`` sets one;
-    registrations over HTTP keep ``register_rate`` (10 a minute per address; 0 turns it off).
+    temporary SQLite file removed afterwards, or, with ``TRIONET_TEST_STORE=postgresql``, in a
+    fresh PostgreSQL database dropped afterwards (see :func:`fresh_postgres_database`).
+    ``database`` may be a file path or a ``postgresql://`` URL. The rate limit is off unless
+    ``settings`` sets one; registrations over HTTP keep ``register_rate`` (10 a minute per
+    address; 0 turns it off).
     ``port`` (default: any free one) lets a test restart a server where clients expect it.
     """
     base = settings or Settings(rate_limit=0)
     with tempfile.TemporaryDirectory(prefix="trionet-test-") as tmp:
-        db_path = str(database) if database is not None else (
-            base.database if settings is not None and base.database != Settings().database
-            else str(Path(tmp) / "trionet.db")
-        )
-        final = base.replace(host="127.0.0.1", port=port, database=db_path)
-        app = create_app(final, resolver=resolver, groups=groups, persister=persister,
-                         message_types=message_types)
-        stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            stopped = trio.Event()
-
-            async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
-                try:
-                    await serve(app, final, shutdown_trigger=stop.wait, task_status=task_status)
-                finally:
-                    stopped.set()
-
-            binds = await nursery.start(run)
-            server = TestServer(url=binds[0], app=app, settings=final, _stop=stop,
-                                stopped=stopped)
-            try:
+        async with AsyncExitStack() as stack:
+            db_url = str(database) if database is not None else (
+                base.database if settings is not None and base.database != Settings().database
+                else await stack.enter_async_context(_default_database(tmp))
+            )
+            async with _serving(base.replace(host="127.0.0.1", port=port, database=db_url),
+                                resolver=resolver, groups=groups, persister=persister,
+                                message_types=message_types) as server:
                 yield server
+
+
+@asynccontextmanager
+async def _serving(
+    final: Settings,
+    *,
+    resolver: SessionResolver | None,
+    groups: GroupMemberFetcher | None,
+    persister: MessagePersister | None,
+    message_types: Sequence[MessageType],
+) -> AsyncIterator[TestServer]:
+    app = create_app(final, resolver=resolver, groups=groups, persister=persister,
+                     message_types=message_types)
+    stop = trio.Event()
+    async with trio.open_nursery() as nursery:
+        stopped = trio.Event()
+
+        async def run(*, task_status: trio.TaskStatus[list[str]]) -> None:
+            try:
+                await serve(app, final, shutdown_trigger=stop.wait, task_status=task_status)
             finally:
-                stop.set()
+                stopped.set()
+
+        binds = await nursery.start(run)
+        server = TestServer(url=binds[0], app=app, settings=final, _stop=stop,
+                            stopped=stopped)
+        try:
+            yield server
+        finally:
+            stop.set()

@@ -12,8 +12,11 @@ frame queued for a connection with one ``send()`` system call, falling back to t
 It works on hypercorn's HTTP/1.1 WebSocket streams over plain TCP, reached through the ASGI
 ``send`` callable (``WSStream.app_send`` -> ``H11Protocol.stream_send`` ->
 ``TCPServer.protocol_send``), and takes hypercorn's own per-connection send lock, so its frames
-never interleave with hypercorn's (pings, close). Anything else (TLS, HTTP/2, another server,
-another hypercorn layout) gets ``None`` from :func:`direct_transport` and uses ASGI.
+never interleave with hypercorn's (pings, close). Anything else (TLS, HTTP/2, another server)
+gets ``None`` from :func:`direct_transport` and uses ASGI. A hypercorn (or trio) that lacks one
+of the names walked is refused when the app is built, rather than falling back unnoticed
+(``trionet._hypercorn_fixes.check``); ``trionet_direct_transport_connections`` counts the
+connections on this path.
 Incoming messages and the close handshake always go through ASGI.
 """
 
@@ -28,7 +31,15 @@ import trio
 
 from .connection import ConnectionGone
 
-__all__ = ["AsgiTransport", "DirectTransport", "direct_transport", "text_frame"]
+__all__ = [
+    "DIRECT_PATH_ATTRIBUTES",
+    "DIRECT_PATH_METHODS",
+    "AsgiTransport",
+    "DirectTransport",
+    "direct_transport",
+    "raw_socket_reachable",
+    "text_frame",
+]
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -81,8 +92,43 @@ def text_frame(payload: bytes) -> bytes:
     return _LONG.pack(0x81, 127, n) + payload
 
 
+#: The hypercorn methods :func:`direct_transport` walks through (each a bound method whose
+#: ``__self__`` it takes), checked when an app is built (``trionet._hypercorn_fixes.check``):
+DIRECT_PATH_METHODS = (
+    "hypercorn.protocol.ws_stream.WSStream.app_send",  # the ASGI ``send`` -> the WSStream
+    "hypercorn.protocol.h11.H11Protocol.stream_send",  # WSStream.send -> the H11Protocol
+    "hypercorn.trio.tcp_server.TCPServer.protocol_send",  # H11Protocol.send -> the TCPServer
+)
+#: ... and the attributes it reads on their instances (trio's ``SocketStream.socket._sock``
+#: is checked by :func:`raw_socket_reachable`)
+DIRECT_PATH_ATTRIBUTES = (
+    "hypercorn.protocol.ws_stream.WSStream.send",
+    "hypercorn.protocol.ws_stream.WSStream.closed",
+    "hypercorn.protocol.h11.H11Protocol.send",
+    "hypercorn.trio.tcp_server.TCPServer.stream",
+    "hypercorn.trio.tcp_server.TCPServer.send_lock",
+)
+
+
+def _raw_socket(stream: trio.SocketStream) -> socket.socket | None:
+    """The stdlib socket under a trio stream (trio's private ``_sock``), or None."""
+    raw = getattr(getattr(stream, "socket", None), "_sock", None)
+    return raw if isinstance(raw, socket.socket) else None
+
+
+def raw_socket_reachable() -> bool:
+    """Whether this trio keeps a stream's stdlib socket where :func:`direct_transport` looks
+    (tried on a throwaway, unconnected socket)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return _raw_socket(trio.SocketStream(trio.socket.from_stdlib_socket(sock))) is sock
+
+
 def direct_transport(receive: Receive, send: Send) -> DirectTransport | None:
-    """A :class:`DirectTransport` for this connection, or None when it cannot have one."""
+    """A :class:`DirectTransport` for this connection, or None when it cannot have one.
+
+    Every name walked here is listed in :data:`DIRECT_PATH_METHODS` and
+    :data:`DIRECT_PATH_ATTRIBUTES`, which start-up checks: keep them in step.
+    """
     ws_stream: Any = getattr(send, "__self__", None)
     protocol: Any = getattr(getattr(ws_stream, "send", None), "__self__", None)
     tcp: Any = getattr(getattr(protocol, "send", None), "__self__", None)
@@ -96,8 +142,8 @@ def direct_transport(receive: Receive, send: Send) -> DirectTransport | None:
         or not hasattr(ws_stream, "closed")
     ):
         return None
-    raw = getattr(stream.socket, "_sock", None)
-    if not isinstance(raw, socket.socket):
+    raw = _raw_socket(stream)
+    if raw is None:
         return None
     return DirectTransport(receive, send, ws_stream, stream, lock, raw)
 

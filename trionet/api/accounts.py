@@ -17,7 +17,8 @@ from ..auth import (
     verify_password,
 )
 from ..errors import ApiError, ErrorCode
-from ..storage import accounts
+from ..names import USERNAME_MAX, USERNAME_PATTERN
+from ..store import UsernameTaken
 from .common import (
     current_identity,
     id_list_param,
@@ -33,7 +34,7 @@ bp = Blueprint("accounts", __name__)
 
 Username = Annotated[
     str,
-    msgspec.Meta(min_length=1, max_length=accounts.USERNAME_MAX, pattern=accounts.USERNAME_PATTERN),
+    msgspec.Meta(min_length=1, max_length=USERNAME_MAX, pattern=USERNAME_PATTERN),
 ]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
 
@@ -66,7 +67,7 @@ async def create_account(
     """Create a user (409 on a taken name, 503 when the password hashers are saturated)."""
     svc = services()
     # a read first, so a taken name costs no hash; the insert still settles a race (409)
-    if await svc.db.read(accounts.get_user_by_name, username) is not None:
+    if await svc.store.get_user_by_name(username) is not None:
         raise _taken(username)
     try:
         hashed = (await hash_password(password, hashers=svc.hashers)
@@ -74,10 +75,10 @@ async def create_account(
     except HashersBusy:
         raise _hashers_busy() from None
     try:
-        user = await svc.db.write(accounts.create_user, username, hashed, is_admin=is_admin)
-    except accounts.UsernameTaken:
+        user = await svc.store.create_user(username, hashed, is_admin=is_admin)
+    except UsernameTaken:
         raise _taken(username) from None
-    return {"id": user["id"], "username": username}
+    return user.public()
 
 
 @bp.post("/api/auth/register")
@@ -109,25 +110,24 @@ async def login() -> Response:
                        headers={"Retry-After": str(wait)})
     # counted as failed until it succeeds, so a burst of concurrent guesses cannot all pass
     attempt = svc.throttle.failed(keys)
-    row = await svc.db.read(accounts.get_user_by_name, body.username)
+    user = await svc.store.get_user_by_name(body.username)
     try:
-        ok = await verify_password(body.password, None if row is None else row["password_hash"],
+        ok = await verify_password(body.password, None if user is None else user.password_hash,
                                    hashers=svc.hashers)
     except HashersBusy:
         svc.throttle.forgive(keys, attempt)  # the password was not checked
         raise _hashers_busy() from None
     if not ok:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "wrong username or password")
-    assert row is not None
+    assert user is not None
     # the pair's failures are forgotten; the username's and the address's ceilings keep
     # everyone else's failures (only this attempt is taken back)
     svc.throttle.succeeded(keys[:1])
     svc.throttle.forgive(keys[1:], attempt)
     token = new_token()
     ttl = svc.settings.session_ttl
-    await svc.db.write(accounts.create_session, hash_token(token), row["id"], time.time() + ttl)
-    response = json_response({"id": row["id"], "username": row["username"],
-                              "is_admin": bool(row["is_admin"]), "token": token})
+    await svc.store.create_session(hash_token(token), user.id, time.time() + ttl)
+    response = json_response({**user.own(), "token": token})
     response.set_cookie(svc.settings.cookie_name, token, max_age=ttl, httponly=True,
                         samesite="Lax", secure=svc.settings.cookie_secure, path="/")
     return response
@@ -138,24 +138,20 @@ async def logout() -> Response:
     svc = services()
     identity = await current_identity()
     if identity.session_key is not None:
-        await svc.db.write(accounts.delete_session, identity.session_key)
+        await svc.store.delete_session(identity.session_key)
         svc.manager.end_session(identity.session_key)
     response = json_response({"ok": True})
     response.delete_cookie(svc.settings.cookie_name, path="/")
     return response
 
 
-def _me(row: Any) -> dict[str, Any]:
-    return {"id": row["id"], "username": row["username"], "is_admin": bool(row["is_admin"])}
-
-
 @bp.get("/api/me")
 async def me() -> Response:
     identity = await current_identity()
-    row = await services().db.read(accounts.get_user, identity.user_id)
-    if row is None:
+    user = await services().store.get_user(identity.user_id)
+    if user is None:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "authentication required")
-    return json_response(_me(row))
+    return json_response(user.own())
 
 
 @bp.get("/api/session")
@@ -165,21 +161,19 @@ async def session() -> Response:
     The same resolution as ``/api/me``, for a page that asks before it knows: a 401 there
     would be logged as an error in the browser's console on every signed-out load."""
     identity = await optional_identity()
-    row = (None if identity is None
-           else await services().db.read(accounts.get_user, identity.user_id))
-    return json_response({"user": None if row is None else _me(row)})
+    user = None if identity is None else await services().store.get_user(identity.user_id)
+    return json_response({"user": None if user is None else user.own()})
 
 
 @bp.get("/api/users")
 async def users() -> Response:
     await current_identity()
-    db = services().db
+    store = services().store
     if "username" in request.args:
         name = request.args["username"]
-        row = await db.read(accounts.get_user_by_name, name) if len(name) <= 64 else None
-        if row is None:
+        user = await store.get_user_by_name(name) if len(name) <= 64 else None
+        if user is None:
             raise ApiError(404, ErrorCode.NOT_FOUND, f"no user named {name!r}")
-        return json_response({"users": [accounts.public_user(row)]})
+        return json_response({"users": [user.public()]})
     ids = id_list_param(request.args, "ids", most=500)
-    rows = await db.read(accounts.users_by_ids, ids)
-    return json_response({"users": [accounts.public_user(r) for r in rows]})
+    return json_response({"users": [u.public() for u in await store.users_by_ids(ids)]})

@@ -6,25 +6,23 @@ routing follow it before the response is sent.
 Invites and group creations are limited per user (``TRIONET_INVITE_RATE`` a minute each,
 past it 429 with ``Retry-After``). An invite change of a group holds that group's lock until
 the invite's notification is committed, so a withdraw or re-invite always finds the earlier
-notification to delete (see ``storage.groups``).
+notification to delete (see ``store.sqlite.groups``).
 """
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import unicodedata
-from collections.abc import Callable
-from typing import Annotated, Concatenate, ParamSpec, TypeVar
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 import msgspec
 from quart import Blueprint, Response
 
 from ..errors import ApiError, ErrorCode
+from ..frames import INVITE_SUBTYPE
 from ..ratelimit import KeyedLimiter
-from ..storage import groups
-from ..storage.groups import GroupRefused, Refusal
-from ..storage.notifications import INVITE_SUBTYPE
+from ..store import GroupRefused, Refusal
 from .common import current_identity, json_body, json_response, services
 from .paging import MAX_ID, path_id
 
@@ -32,7 +30,6 @@ __all__ = ["GROUP_NAME_MAX", "bp", "clean_group_name", "refusal_error"]
 
 bp = Blueprint("groups", __name__)
 
-P = ParamSpec("P")
 T = TypeVar("T")
 
 GROUP_NAME_MAX = 100
@@ -81,12 +78,10 @@ class InviteBody(msgspec.Struct, forbid_unknown_fields=True):
     group_name: Annotated[str, msgspec.Meta(max_length=GROUP_NAME_MAX * 4)] | None = None
 
 
-async def _write(
-    fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kw: P.kwargs
-) -> T:
-    """``db.write(fn, ...)``, with a refusal turned into its HTTP error."""
+async def _write(call: Awaitable[T]) -> T:
+    """Await a store call, with a refusal turned into its HTTP error."""
     try:
-        return await services().db.write(fn, *args, **kw)
+        return await call
     except GroupRefused as exc:
         raise refusal_error(exc) from None
 
@@ -115,7 +110,7 @@ async def create() -> Response:
     assert body is not None
     name = clean_group_name(body.name)
     _limit(services().group_limit, identity.user_id, "group creations")
-    group = await services().db.write(groups.create_group, identity.user_id, name)
+    group = await services().store.create_group(identity.user_id, name)
     _changed(group["id"])
     return json_response({**group, "member_count": 1}, 201)
 
@@ -124,7 +119,7 @@ async def create() -> Response:
 async def list_groups() -> Response:
     """The caller's groups and pending invites."""
     identity = await current_identity()
-    mine, invites = await services().db.read(groups.groups_of, identity.user_id)
+    mine, invites = await services().store.groups_of(identity.user_id)
     return json_response({"groups": mine, "invites": invites})
 
 
@@ -134,7 +129,7 @@ async def details(group_id: int) -> Response:
     identity = await current_identity()
     path_id(group_id, "group")
     try:
-        found = await services().db.read(groups.group_details, group_id, identity.user_id)
+        found = await services().store.group_details(group_id, identity.user_id)
     except GroupRefused as exc:
         raise refusal_error(exc) from None
     return json_response(found)
@@ -156,7 +151,7 @@ async def invite() -> Response:
         raise ApiError(400, ErrorCode.BAD_REQUEST, "invalid body: `group_id` must be below 2**53")
     _limit(svc.invite_limit, identity.user_id, "invites")
     async with svc.invite_locks.hold(group_id):
-        name = await _write(groups.invite, group_id, identity.user_id, body.user_id)
+        name = await _write(services().store.invite(group_id, identity.user_id, body.user_id))
         _changed(group_id)
         frame = await svc.manager.notify(
             body.user_id, INVITE_SUBTYPE, f"You were invited to join group '{name}'",
@@ -171,7 +166,7 @@ async def accept(group_id: int) -> Response:
     """Accept the caller's pending invite; group messages reach them from now on."""
     identity = await current_identity()
     path_id(group_id, "group")
-    await _write(groups.accept_invite, group_id, identity.user_id)
+    await _write(services().store.accept_invite(group_id, identity.user_id))
     _changed(group_id)
     return json_response({"group_id": group_id, "status": "accepted"})
 
@@ -182,7 +177,7 @@ async def decline(group_id: int) -> Response:
     identity = await current_identity()
     path_id(group_id, "group")
     async with services().invite_locks.hold(group_id):
-        await _write(groups.decline_invite, group_id, identity.user_id)
+        await _write(services().store.decline_invite(group_id, identity.user_id))
     _changed(group_id)
     return json_response({"group_id": group_id, "status": "declined"})
 
@@ -193,7 +188,7 @@ async def leave(group_id: int) -> Response:
     identity = await current_identity()
     path_id(group_id, "group")
     async with services().invite_locks.hold(group_id):  # may delete the group's invites
-        outcome = await _write(groups.leave, group_id, identity.user_id)
+        outcome = await _write(services().store.leave(group_id, identity.user_id))
     _changed(group_id)
     return json_response({"group_id": group_id, "status": "left",
                           "new_owner_id": outcome.new_owner,
@@ -207,7 +202,8 @@ async def rename(group_id: int) -> Response:
     path_id(group_id, "group")
     body = await json_body(NameBody)
     assert body is not None
-    group = await _write(groups.rename, group_id, identity.user_id, clean_group_name(body.name))
+    name = clean_group_name(body.name)
+    group = await _write(services().store.rename(group_id, identity.user_id, name))
     return json_response(group)
 
 
@@ -219,7 +215,8 @@ async def remove_member(group_id: int, user_id: int) -> Response:
     path_id(group_id, "group")
     path_id(user_id, "user")
     async with services().invite_locks.hold(group_id):
-        removed = await _write(groups.remove_member, group_id, identity.user_id, user_id)
+        removed = await _write(
+            services().store.remove_member(group_id, identity.user_id, user_id))
     _changed(group_id)
     return json_response({"group_id": group_id, "user_id": user_id, "removed": removed})
 
@@ -230,6 +227,6 @@ async def delete(group_id: int) -> Response:
     identity = await current_identity()
     path_id(group_id, "group")
     async with services().invite_locks.hold(group_id):
-        await _write(groups.delete_group, group_id, identity.user_id)
+        await _write(services().store.delete_group(group_id, identity.user_id))
     _changed(group_id)
     return json_response({"group_id": group_id, "deleted": True})

@@ -6,7 +6,6 @@ from quart import Blueprint, Response, request
 
 from ..errors import ApiError, ErrorCode
 from ..frames import message_frame
-from ..storage import conversations
 from .common import current_identity, int_param, json_response, services
 from .paging import MAX_ID, page_params
 
@@ -61,10 +60,8 @@ async def conversation_list() -> Response:
     """
     identity = await current_identity()
     page = page_params(request.args)
-    found = await services().db.read(
-        conversations.conversation_page, identity.user_id, limit=page.fetch,
-        offset=page.offset, before_id=page.before_id,
-    )
+    found = await services().store.conversation_page(
+        identity.user_id, limit=page.fetch, offset=page.offset, before_id=page.before_id)
     rows, has_more = page.cut(found)
     items = [
         {"user": {"id": c.peer_id, "username": c.peer_username},

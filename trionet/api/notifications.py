@@ -7,7 +7,6 @@ from typing import Annotated
 import msgspec
 from quart import Blueprint, Response, request
 
-from ..storage import notifications
 from .common import current_identity, json_body, json_response, services
 from .paging import MAX_ID, page_params
 
@@ -28,10 +27,10 @@ async def list_notifications() -> Response:
     """The caller's notifications, newest first, each with ``read``; plus ``unread_count``."""
     identity = await current_identity()
     page = page_params(request.args)
-    db = services().db
-    found = await db.read(notifications.notification_page, identity.user_id,
-                          limit=page.fetch, offset=page.offset, before_id=page.before_id)
-    unread = await db.read(notifications.unread_count, identity.user_id)
+    store = services().store
+    found = await store.notification_page(identity.user_id, limit=page.fetch,
+                                          offset=page.offset, before_id=page.before_id)
+    unread = await store.unread_count(identity.user_id)
     items, has_more = page.cut(found)
     return json_response({"notifications": items, "unread_count": unread, "has_more": has_more})
 
@@ -44,8 +43,8 @@ async def mark_read() -> Response:
     """
     identity = await current_identity()
     body = await json_body(ReadBody, required=False)
-    db = services().db
+    store = services().store
     ids = None if body is None else body.ids
-    marked = await db.write(notifications.mark_read, identity.user_id, ids)
-    unread = await db.read(notifications.unread_count, identity.user_id)
+    marked = await store.mark_read(identity.user_id, ids)
+    unread = await store.unread_count(identity.user_id)
     return json_response({"marked": marked, "unread_count": unread})

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 import trio
 from quart import Blueprint, Response, request
 
 from ..auth import bearer, same_secret
-from ..errors import ApiError, ErrorCode
+from ..errors import ApiError, ErrorCode, StoreUnavailable
 from ..interfaces import Handshake
 from .common import json_response, services
 
@@ -22,16 +20,12 @@ async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
-def _ping(conn: sqlite3.Connection) -> None:
-    conn.execute("SELECT 1 FROM users LIMIT 1").fetchall()
-
-
 @bp.get("/readyz")
 async def readyz() -> Response:
     svc = services()
     try:
-        await svc.db.read(_ping)
-    except sqlite3.Error as exc:
+        await svc.store.ping()
+    except StoreUnavailable as exc:
         raise ApiError(503, ErrorCode.UNAVAILABLE, f"database not ready: {exc}") from None
     if not svc.started:
         raise ApiError(503, ErrorCode.UNAVAILABLE, "starting")

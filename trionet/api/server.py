@@ -16,8 +16,7 @@ from ..auth import bearer, same_secret
 from ..clock import now_iso
 from ..errors import ApiError, ErrorCode
 from ..interfaces import Handshake
-from ..storage import accounts, groups
-from ..storage.groups import GroupRefused
+from ..store import GroupRefused, PasswordAccount, UsernameTaken
 from .accounts import Username
 from .common import json_body, json_response, services
 from .groups import GROUP_NAME_MAX, clean_group_name, refusal_error
@@ -97,8 +96,8 @@ async def notify() -> Response:
         raise ApiError(400, ErrorCode.BAD_REQUEST,
                        f"invalid body: `data` is larger than {MAX_DATA_BYTES} bytes")
     user_ids = list(dict.fromkeys(body.user_ids))
-    rows = await svc.db.read(accounts.users_by_ids, user_ids)
-    missing = sorted(set(user_ids) - {int(r["id"]) for r in rows})
+    found = await svc.store.users_by_ids(user_ids)
+    missing = sorted(set(user_ids) - {u.id for u in found})
     if missing:
         raise ApiError(404, ErrorCode.NOT_FOUND, f"no users {missing}")
     payload = {k: v for k, v in body.data.items() if k not in RESERVED_KEYS}
@@ -133,10 +132,10 @@ async def upsert_user(user_id: int) -> Response:
     body = await json_body(UserBody)
     assert body is not None
     try:
-        created = await services().db.write(accounts.set_username, user_id, body.username)
-    except accounts.UsernameTaken:
+        created = await services().store.set_backend_username(user_id, body.username)
+    except UsernameTaken:
         raise ApiError(409, ErrorCode.CONFLICT, f"username {body.username!r} is taken") from None
-    except accounts.PasswordAccount:
+    except PasswordAccount:
         raise ApiError(409, ErrorCode.CONFLICT,
                        f"user {user_id} is an account with a password, managed by trionet;"
                        " the server API never renames or adopts it") from None
@@ -162,7 +161,7 @@ async def upsert_group(group_id: int) -> Response:
                        "invalid body: `owner_id` must be an accepted member")
     svc = services()
     try:
-        created = await svc.db.write(groups.upsert_group, group_id, name, members, body.owner_id)
+        created = await svc.store.upsert_group(group_id, name, members, body.owner_id)
     except GroupRefused as exc:
         raise refusal_error(exc) from None
     svc.manager.membership_changed(group_id)

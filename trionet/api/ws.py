@@ -25,7 +25,8 @@ from .common import origin_allowed
 __all__ = ["DIRECT_WRITES", "WebSocketEndpoint"]
 
 #: write outgoing frames straight to hypercorn's socket when the connection allows it
-#: (see trionet/transport.py, ``direct_transport``); False sends every frame through ASGI
+#: (see trionet/transport.py, ``direct_transport``; such connections are counted in
+#: ``trionet_direct_transport_connections``); False sends every frame through ASGI
 DIRECT_WRITES = True
 
 Scope = MutableMapping[str, Any]
@@ -99,13 +100,18 @@ class WebSocketEndpoint:
             return
         try:
             await send({"type": "websocket.accept"})
-            transport: Transport = AsgiTransport(receive, send)
-            if DIRECT_WRITES:
-                transport = direct_transport(receive, send) or transport
-            await serve_connection(svc, transport, identity,
-                                   coalesce=coalesce, since=since,
-                                   since_notification=since_notification if since is not None
-                                   else None)
+            direct = direct_transport(receive, send) if DIRECT_WRITES else None
+            transport: Transport = direct or AsgiTransport(receive, send)
+            if direct is not None:
+                svc.metrics.direct_connections.inc()
+            try:
+                await serve_connection(svc, transport, identity,
+                                       coalesce=coalesce, since=since,
+                                       since_notification=since_notification
+                                       if since is not None else None)
+            finally:
+                if direct is not None:
+                    svc.metrics.direct_connections.dec()
         finally:
             svc.manager.release(identity.user_id)
 

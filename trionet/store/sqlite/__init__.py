@@ -1,7 +1,8 @@
-"""SQLite storage: connections, migrations and the queries each part needs."""
+"""The SQLite store: connections, migrations and the queries each part needs."""
 
 from __future__ import annotations
 
 from .database import Database
+from .store import SqliteStore
 
-__all__ = ["Database"]
+__all__ = ["Database", "SqliteStore"]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..clock import now_iso
+from ...clock import now_iso
+from ...names import USERNAME_MAX, USERNAME_PATTERN, valid_username
+from ..records import PasswordAccount, UsernameTaken
 
 __all__ = [
     "USERNAME_MAX",
@@ -29,29 +30,6 @@ __all__ = [
     "users_by_ids",
     "valid_username",
 ]
-
-#: Longest username, characters.
-USERNAME_MAX = 32
-#: What a username may contain: letters, digits, ``_``, ``.`` and ``-`` (nothing else, not even
-#: a trailing newline, which ``$`` would let through).
-USERNAME_PATTERN = r"\A[A-Za-z0-9_.-]+\Z"
-_USERNAME = re.compile(USERNAME_PATTERN)
-
-
-def valid_username(username: str) -> bool:
-    """True when ``username`` may name an account."""
-    return 0 < len(username) <= USERNAME_MAX and _USERNAME.match(username) is not None
-
-
-class UsernameTaken(Exception):
-    """The username is already in use."""
-
-
-class PasswordAccount(Exception):
-    """The user id belongs to an account with a password (registered, or made by the CLI):
-    trionet is its identity source, so the backend's ids (JWT ``sub``, the server API) may
-    neither adopt nor rename it."""
-
 
 def public_user(row: sqlite3.Row) -> dict[str, Any]:
     """What other users may see of a user."""

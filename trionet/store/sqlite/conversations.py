@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from ..interfaces import MessageRecord
+from ..records import Conversation
 from .messages import MESSAGE_COLUMNS, row_to_message
 
 _LAST_MESSAGE_COLS = ", ".join(f"m.{c}" for c in MESSAGE_COLUMNS)
 
 __all__ = ["Conversation", "conversation_page", "related_users"]
-
-
-@dataclass(frozen=True, slots=True)
-class Conversation:
-    """A peer the user has private messages with, and the latest of those messages."""
-
-    peer_id: int
-    peer_username: str | None
-    last_message: MessageRecord
 
 
 def conversation_page(

@@ -11,14 +11,13 @@ deleting the group deletes it.
 
 from __future__ import annotations
 
-import enum
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from ..clock import now_iso
+from ...clock import now_iso
+from ..records import GroupRefused, LeaveOutcome, Refusal
 from . import accounts
 from .notifications import drop_invite_notifications, mark_invite_read
 
@@ -40,37 +39,6 @@ __all__ = [
     "rename",
     "upsert_group",
 ]
-
-
-class Refusal(enum.StrEnum):
-    """Why a group operation was refused."""
-
-    NO_GROUP = "no_group"  #: the group does not exist
-    NO_USER = "no_user"  #: the user does not exist
-    NOT_MEMBER = "not_member"  #: the caller is not an accepted member
-    NOT_OWNER = "not_owner"  #: only the owner may do this
-    NO_INVITE = "no_invite"  #: the caller has no pending invite to this group
-    NO_MEMBERSHIP = "no_membership"  #: the target user is neither a member nor invited
-    ALREADY_MEMBER = "already_member"  #: the user is already an accepted member
-    ALREADY_INVITED = "already_invited"  #: the user already has a pending invite
-    OWNER_CANNOT = "owner_cannot"  #: the owner cannot remove themselves (leave instead)
-
-
-class GroupRefused(Exception):
-    """A group operation was refused; the database is unchanged."""
-
-    def __init__(self, reason: Refusal, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
-
-
-@dataclass(frozen=True, slots=True)
-class LeaveOutcome:
-    """What leaving did: the new owner (if ownership moved) and whether the group is gone."""
-
-    new_owner: int | None
-    deleted: bool
 
 
 def _group_dict(row: sqlite3.Row) -> dict[str, Any]:
@@ -113,8 +81,11 @@ def _require_owner(conn: sqlite3.Connection, group: sqlite3.Row, user_id: int) -
                            f"only the owner of group {group['id']} may do this")
 
 
-def create_group(conn: sqlite3.Connection, owner_id: int, name: str) -> dict[str, Any]:
-    """Create a group owned by ``owner_id``, who becomes its first accepted member."""
+def create_group(
+    conn: sqlite3.Connection, owner_id: int, name: str, members: Sequence[int] = ()
+) -> dict[str, Any]:
+    """Create a group owned by ``owner_id``, who becomes its first accepted member
+    (``members`` join accepted too, invited by the owner)."""
     now = now_iso()
     cur = conn.execute(
         "INSERT INTO groups (name, owner_id, created_at) VALUES (?, ?, ?)", (name, owner_id, now)
@@ -124,6 +95,11 @@ def create_group(conn: sqlite3.Connection, owner_id: int, name: str) -> dict[str
         "INSERT INTO group_members (group_id, user_id, status, invited_by, created_at,"
         " accepted_at) VALUES (?, ?, 'accepted', NULL, ?, ?)",
         (group_id, owner_id, now, now),
+    )
+    conn.executemany(
+        "INSERT INTO group_members (group_id, user_id, status, invited_by, created_at,"
+        " accepted_at) VALUES (?, ?, 'accepted', ?, ?, ?)",
+        [(group_id, uid, owner_id, now, now) for uid in dict.fromkeys(members) if uid != owner_id],
     )
     return {"id": group_id, "name": name, "owner_id": owner_id, "created_at": now}
 

@@ -6,7 +6,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 
-from ..interfaces import MessageRecord, NotificationRecord
+from ...interfaces import MessageRecord, NotificationRecord
 
 __all__ = [
     "MESSAGE_COLUMNS",
@@ -43,8 +43,9 @@ def insert_batch(
     """
     duplicates: Duplicates = {}
     if messages:
-        before = conn.total_changes
-        conn.executemany(
+        # the cursor's rowcount counts the rows this insert stored, not the trigger's changes
+        # to `conversations` (which total_changes would add in, hiding skipped rows)
+        cur = conn.executemany(
             "INSERT OR IGNORE INTO messages (id, kind, sender_id, recipient_id, group_id,"
             " peer_lo, peer_hi, content, client_id, created_at, subtype)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -58,7 +59,7 @@ def insert_batch(
                 for m in messages
             ],
         )
-        if conn.total_changes - before < len(messages):  # some were already there
+        if cur.rowcount < len(messages):  # some were already there
             duplicates = _stored_under_other_ids(conn, messages)
     if notifications:
         conn.executemany(

@@ -15,10 +15,10 @@ MIGRATION_SET = "trionet"
 
 def migrations_dir() -> Path:
     """The folder of migration files: inside the installed wheel, or the source checkout's."""
-    packaged = Path(__file__).resolve().parent.parent / "_migrations"
+    packaged = Path(__file__).resolve().parents[2] / "_migrations"
     if packaged.is_dir():
         return packaged
-    source = Path(__file__).resolve().parents[2] / "migrations"
+    source = Path(__file__).resolve().parents[3] / "migrations"
     if source.is_dir():
         return source
     raise RuntimeError("trionet's migrations are missing from this installation")

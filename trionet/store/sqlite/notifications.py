@@ -12,9 +12,9 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from ..clock import now_iso
-from ..frames import notification_frame
-from ..interfaces import NotificationRecord
+from ...clock import now_iso
+from ...frames import INVITE_SUBTYPE, notification_frame
+from ...interfaces import NotificationRecord
 
 __all__ = [
     "INVITE_SUBTYPE",
@@ -29,8 +29,6 @@ __all__ = [
     "unread_count",
 ]
 
-#: the subtype of the notification ``POST /api/groups/invite`` sends
-INVITE_SUBTYPE = "group_invite"
 
 def row_to_item(row: sqlite3.Row) -> dict[str, Any]:
     """A stored notification as the live frame had it, plus ``read`` (bool)."""

@@ -1,0 +1,95 @@
+"""What every store hands back and raises: plain records, never driver rows.
+
+Records that travel further (messages, notifications) live in :mod:`trionet.interfaces`,
+because custom persisters exchange them too; these are the store's own.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from ..interfaces import MessageRecord
+
+__all__ = [
+    "Conversation",
+    "GroupRefused",
+    "LeaveOutcome",
+    "PasswordAccount",
+    "Refusal",
+    "StoreUnavailable",
+    "UserRecord",
+    "UsernameTaken",
+]
+
+from ..errors import StoreUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    """A user as stored. ``password_hash`` is None for backend users (JWT, server API)."""
+
+    id: int
+    username: str
+    is_admin: bool
+    password_hash: str | None
+    created_at: str
+
+    def public(self) -> dict[str, Any]:
+        """What other users may see of a user."""
+        return {"id": self.id, "username": self.username}
+
+    def own(self) -> dict[str, Any]:
+        """What a user sees of themselves."""
+        return {"id": self.id, "username": self.username, "is_admin": self.is_admin}
+
+
+class UsernameTaken(Exception):
+    """The username is already in use."""
+
+
+class PasswordAccount(Exception):
+    """The user id belongs to an account with a password (registered, or made by the CLI):
+    trionet is its identity source, so the backend's ids (JWT ``sub``, the server API) may
+    neither adopt nor rename it."""
+
+
+class Refusal(enum.StrEnum):
+    """Why a group operation was refused."""
+
+    NO_GROUP = "no_group"  #: the group does not exist
+    NO_USER = "no_user"  #: the user does not exist
+    NOT_MEMBER = "not_member"  #: the caller is not an accepted member
+    NOT_OWNER = "not_owner"  #: only the owner may do this
+    NO_INVITE = "no_invite"  #: the caller has no pending invite to this group
+    NO_MEMBERSHIP = "no_membership"  #: the target user is neither a member nor invited
+    ALREADY_MEMBER = "already_member"  #: the user is already an accepted member
+    ALREADY_INVITED = "already_invited"  #: the user already has a pending invite
+    OWNER_CANNOT = "owner_cannot"  #: the owner cannot remove themselves (leave instead)
+
+
+class GroupRefused(Exception):
+    """A group operation was refused; the store is unchanged."""
+
+    def __init__(self, reason: Refusal, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveOutcome:
+    """What leaving did: the new owner (if ownership moved) and whether the group is gone."""
+
+    new_owner: int | None
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A peer the user has private messages with, and the latest of those messages."""
+
+    peer_id: int
+    peer_username: str | None
+    last_message: MessageRecord

@@ -1,8 +1,8 @@
 """Group-commit persistence throughput, measured on its own.
 
-Feeds the committer (trionet.committer.GroupCommitter with the SQLite persister) as fast as
-it takes messages from many producer tasks, for a fixed time, and reports messages committed
-per second and the batch sizes it formed. Everything runs in this process, on a temporary
+Feeds the committer (trionet.realtime.committer.GroupCommitter with the SQLite persister) as
+fast as it takes messages from many producer tasks, for a fixed time, and reports messages
+committed per second and the batch sizes it formed. Everything runs in this process, on a temporary
 database::
 
     .venv/bin/python scripts/bench_persist.py --seconds 5 --producers 200
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import trio
 
-from trionet.committer import GroupCommitter, Pending
-from trionet.ids import IdAllocator, id_to_iso
+from trionet.core.ids import IdAllocator, id_to_iso
 from trionet.interfaces import MessageRecord
 from trionet.metrics import Metrics
+from trionet.realtime.committer import GroupCommitter, Pending
 from trionet.store.sqlite import SqliteStore
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trio
 
-from trionet.app import raise_descriptor_limit
+from trionet.services import raise_descriptor_limit
 from trionet.settings import Settings
 from trionet.testing import TestServer, running_server
 

@@ -35,7 +35,7 @@ async def test_a_sustained_flood_is_closed_with_1008_and_answered_about_once_a_s
 ) -> None:
     """The old limiter reset its abuse timer with every refilled token (no close after 13 s and
     281,350 frames, 171,439 of them answered), and binary frames never touched it."""
-    monkeypatch.setattr("trionet.connection.ABUSE_SECONDS", 2.0)
+    monkeypatch.setattr("trionet.realtime.connection.ABUSE_SECONDS", 2.0)
     payload: str | bytes = {"text": '{"type":"ping"}', "binary": b"\x00" * 16,
                             "malformed": "{not json"}[kind]
     async with running_server(Settings(rate_limit=5)) as server:

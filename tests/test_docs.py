@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from trionet import Settings, create_app
-from trionet.errors import CloseCode
+from trionet.core.errors import CloseCode
 from trionet.settings import ENV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,3 +105,37 @@ def test_links_to_a_heading_find_it() -> None:
             if not linked.exists() or anchor not in _anchors(linked):
                 broken.append(f"{doc.name}: ({target}#{anchor})")
     assert not broken
+
+
+_MODULE_PATH = re.compile(r"\btrionet/[\w/]+\.py\b")
+_DOTTED = re.compile(r"`(trionet(?:\.[A-Za-z_]\w*)+)")
+
+
+def test_module_paths_the_docs_name_exist() -> None:
+    """Files (``trionet/realtime/connection.py``) and import paths
+    (``trionet.testing.running_server``) named in the README and the guides are real."""
+    import importlib
+
+    def resolves(dotted: str) -> bool:
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                found: object = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            for name in parts[cut:]:
+                if not hasattr(found, name):
+                    return False
+                found = getattr(found, name)
+            return True
+        return False
+
+    broken = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = doc.read_text()
+        broken += [f"{doc.name}: {path}" for path in sorted(set(_MODULE_PATH.findall(text)))
+                   if not (ROOT / path).is_file()]
+        broken += [f"{doc.name}: {dotted}" for dotted in sorted(set(_DOTTED.findall(text)))
+                   if not dotted.endswith(".db") and not resolves(dotted)]
+    assert _DOTTED.search("`trionet.app.services_of(app)`")  # the search sees them
+    assert not broken, f"named in the docs but not in the code: {broken}"

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 import trio
 
-from trionet.messagetypes import (
+from trionet.realtime.messagetypes import (
     BUILTIN_TYPES,
     Frame,
     GroupId,

@@ -13,8 +13,8 @@ import httpx
 import trio
 from api_helpers import Api, api, error_of, quick_user
 
-from trionet.errors import StoreUnavailable
-from trionet.inbox import InboxPruner, KeyedLocks
+from trionet.core.errors import StoreUnavailable
+from trionet.realtime.inbox import InboxPruner, KeyedLocks
 from trionet.settings import Settings
 from trionet.store.sqlite import SqliteStore
 from trionet.store.sqlite.notifications import prune_inbox

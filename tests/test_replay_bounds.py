@@ -17,10 +17,10 @@ import pytest
 import trio
 import trio_websocket
 
-from trionet import connection
-from trionet.ids import IdAllocator, id_to_iso
+from trionet.core.ids import IdAllocator, id_to_iso
+from trionet.core.resume import ReplayItem, frame_id, plan_replay, replay_pages
 from trionet.interfaces import MessageRecord, NotificationRecord
-from trionet.resume import ReplayItem, frame_id, plan_replay, replay_pages
+from trionet.realtime import connection
 from trionet.settings import Settings
 from trionet.store.sqlite import Database
 from trionet.store.sqlite import messages as store

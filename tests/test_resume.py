@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio_websocket
 
-from trionet.resume import frame_id
+from trionet.core.resume import frame_id
 from trionet.settings import Settings
 from trionet.testing import TestServer, TestUser, running_server
 

@@ -17,7 +17,7 @@ import pytest
 import sqlite_utils
 import trio
 
-from trionet.clock import now_iso
+from trionet.core.clock import now_iso
 from trionet.store.sqlite import Database, accounts
 from trionet.store.sqlite.migrate import MIGRATION_SET, migrations_dir, pending_migrations
 
@@ -380,7 +380,7 @@ async def test_inline_commits_let_the_log_be_checkpointed(tmp_path: Path) -> Non
     """Every 64th commit goes through the worker thread, whose commit checkpoints the WAL."""
     import os
 
-    from trionet.ids import IdAllocator, id_to_iso
+    from trionet.core.ids import IdAllocator, id_to_iso
     from trionet.interfaces import MessageRecord
     from trionet.store.sqlite import SqliteStore
 

@@ -10,8 +10,8 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
 from trionet.api import ws as ws_endpoint
+from trionet.realtime.transport import direct_transport, text_frame
 from trionet.testing import TestServer
-from trionet.transport import direct_transport, text_frame
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 200_000])

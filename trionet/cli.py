@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import trio
 
-from .errors import StoreUnavailable
+from .core.errors import StoreUnavailable
 from .settings import Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def user_create(username: str, admin: bool, password_stdin: bool, database: str 
     """Create USERNAME (password from a prompt, or --password-stdin)."""
     from argon2 import PasswordHasher
 
-    from .names import USERNAME_MAX, valid_username
+    from .core.names import USERNAME_MAX, valid_username
     from .store import UsernameTaken
 
     settings = _settings(database=database)

@@ -30,7 +30,7 @@ from typing import Any
 import trio
 import trio_websocket
 
-from .ids import id_at
+from .core.ids import id_at
 
 __all__ = ["Ack", "Client", "ClientClosed", "SessionEnded", "open_client"]
 

@@ -1,12 +1,5 @@
-"""Wall-clock helpers (UTC, ISO 8601)."""
+"""Moved to :mod:`trionet.core.clock`; this path stays while trionet.store.postgres imports it."""
 
-from __future__ import annotations
-
-from datetime import UTC, datetime
+from .core.clock import now_iso
 
 __all__ = ["now_iso"]
-
-
-def now_iso() -> str:
-    """Now, as an ISO 8601 UTC string with milliseconds (``2026-01-02T03:04:05.678Z``)."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"

@@ -19,7 +19,7 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
-from .app import services_of
+from .services import services_of
 from .settings import Settings
 
 __all__ = ["hypercorn_config", "listening_socket", "serve", "wait_for_signal"]

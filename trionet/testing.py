@@ -36,11 +36,12 @@ import trio
 import trio_websocket
 from quart_trio import QuartTrio
 
-from .app import Services, create_app, services_of
+from .app import create_app
 from .auth import hash_password, hash_token, make_jwt, new_token
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
-from .messagetypes import MessageType
+from .realtime.messagetypes import MessageType
 from .server import serve
+from .services import Services, services_of
 from .settings import Settings
 
 __all__ = ["TestServer", "TestUser", "fresh_postgres_database", "running_server"]

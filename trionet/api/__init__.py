@@ -6,7 +6,10 @@ from quart import request
 from quart_trio import QuartTrio
 from werkzeug.routing import IntegerConverter
 
+from ..services import services_of
+from . import accounts, groups, history, notifications, ops, presence, server, web
 from .common import check_origin
+from .ws import WebSocketEndpoint
 
 __all__ = ["register_blueprints"]
 
@@ -19,12 +22,7 @@ class AsciiIntegerConverter(IntegerConverter):
 
 def register_blueprints(app: QuartTrio) -> None:
     """Attach every trionet endpoint to ``app``."""
-    from ..app import services_of
-
     app.url_map.converters["int"] = AsciiIntegerConverter
-    from . import accounts, groups, history, notifications, ops, presence, server, web
-    from .ws import WebSocketEndpoint
-
     for module in (accounts, ops, history, groups, notifications, presence, server, web):
         app.register_blueprint(module.bp)
     # /ws is served by a lean ASGI endpoint in front of Quart (see api/ws.py)

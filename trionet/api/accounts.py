@@ -16,8 +16,8 @@ from ..auth import (
     new_token,
     verify_password,
 )
-from ..errors import ApiError, ErrorCode
-from ..names import USERNAME_MAX, USERNAME_PATTERN
+from ..core.errors import ApiError, ErrorCode
+from ..core.names import USERNAME_MAX, USERNAME_PATTERN
 from ..store import UsernameTaken
 from .common import (
     current_identity,

@@ -9,9 +9,9 @@ from typing import Any, TypeVar
 import msgspec
 from quart import Response, current_app, request
 
-from ..app import Services, services_of
-from ..errors import ApiError, ErrorCode
+from ..core.errors import ApiError, ErrorCode
 from ..interfaces import Handshake, Identity
+from ..services import Services, services_of
 
 __all__ = [
     "check_origin",

@@ -19,9 +19,9 @@ from typing import Annotated, TypeVar
 import msgspec
 from quart import Blueprint, Response
 
-from ..errors import ApiError, ErrorCode
-from ..frames import INVITE_SUBTYPE
-from ..ratelimit import KeyedLimiter
+from ..core.errors import ApiError, ErrorCode
+from ..core.frames import INVITE_SUBTYPE
+from ..core.ratelimit import KeyedLimiter
 from ..store import GroupRefused, Refusal
 from .common import current_identity, json_body, json_response, services
 from .paging import MAX_ID, path_id

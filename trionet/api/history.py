@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, request
 
-from ..errors import ApiError, ErrorCode
-from ..frames import message_frame
+from ..core.errors import ApiError, ErrorCode
+from ..core.frames import message_frame
 from .common import current_identity, int_param, json_response, services
 from .paging import MAX_ID, page_params
 

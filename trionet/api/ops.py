@@ -6,7 +6,7 @@ import trio
 from quart import Blueprint, Response, request
 
 from ..auth import bearer, same_secret
-from ..errors import ApiError, ErrorCode, StoreUnavailable
+from ..core.errors import ApiError, ErrorCode, StoreUnavailable
 from ..interfaces import Handshake
 from .common import json_response, services
 

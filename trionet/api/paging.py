@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ApiError, ErrorCode
+from ..core.errors import ApiError, ErrorCode
 from .common import int_param, optional_int_param
 
 __all__ = [

@@ -13,8 +13,8 @@ import msgspec
 from quart import Blueprint, Response, request
 
 from ..auth import bearer, same_secret
-from ..clock import now_iso
-from ..errors import ApiError, ErrorCode
+from ..core.clock import now_iso
+from ..core.errors import ApiError, ErrorCode
 from ..interfaces import Handshake
 from ..store import GroupRefused, PasswordAccount, UsernameTaken
 from .accounts import Username

@@ -14,18 +14,18 @@ from urllib.parse import parse_qsl
 from werkzeug.datastructures import Headers
 from werkzeug.http import parse_cookie
 
-from .. import protocol
-from ..app import Services
-from ..connection import Transport, serve_connection
-from ..errors import ErrorCode, StoreUnavailable
+from ..core import protocol
+from ..core.errors import ErrorCode, StoreUnavailable
 from ..interfaces import Handshake, Identity
-from ..transport import AsgiTransport, direct_transport
+from ..realtime.connection import Transport, serve_connection
+from ..realtime.transport import AsgiTransport, direct_transport
+from ..services import Services
 from .common import origin_allowed
 
 __all__ = ["DIRECT_WRITES", "WebSocketEndpoint"]
 
 #: write outgoing frames straight to hypercorn's socket when the connection allows it
-#: (see trionet/transport.py, ``direct_transport``; such connections are counted in
+#: (see trionet/realtime/transport.py, ``direct_transport``; such connections are counted in
 #: ``trionet_direct_transport_connections``); False sends every frame through ASGI
 DIRECT_WRITES = True
 

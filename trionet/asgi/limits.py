@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from .. import protocol
-from ..errors import ErrorCode
+from ..core import protocol
+from ..core.errors import ErrorCode
 from ..metrics import Metrics
 
 __all__ = ["AddressLimit"]

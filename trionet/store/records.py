@@ -23,7 +23,7 @@ __all__ = [
     "UsernameTaken",
 ]
 
-from ..errors import StoreUnavailable
+from ..core.errors import StoreUnavailable
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ...clock import now_iso
-from ...names import USERNAME_MAX, USERNAME_PATTERN, valid_username
+from ...core.clock import now_iso
+from ...core.names import USERNAME_MAX, USERNAME_PATTERN, valid_username
 from ..records import PasswordAccount, UsernameTaken
 
 __all__ = [

@@ -19,7 +19,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import sqlite_utils
 import trio
 
-from ...errors import StoreUnavailable
+from ...core.errors import StoreUnavailable
 from .migrate import apply_migrations
 
 __all__ = ["Database"]

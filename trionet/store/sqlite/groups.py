@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from ...clock import now_iso
+from ...core.clock import now_iso
 from ..records import GroupRefused, LeaveOutcome, Refusal
 from . import accounts
 from .notifications import drop_invite_notifications, mark_invite_read

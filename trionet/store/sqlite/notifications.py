@@ -12,8 +12,8 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from ...clock import now_iso
-from ...frames import INVITE_SUBTYPE, notification_frame
+from ...core.clock import now_iso
+from ...core.frames import INVITE_SUBTYPE, notification_frame
 from ...interfaces import NotificationRecord
 
 __all__ = [

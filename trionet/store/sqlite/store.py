@@ -12,7 +12,7 @@ from typing import Any
 
 import trio
 
-from ...errors import StoreUnavailable
+from ...core.errors import StoreUnavailable
 from ...interfaces import MessageRecord, NotificationRecord
 from ..records import Conversation, LeaveOutcome, UserRecord
 from . import accounts, conversations, groups, messages, notifications

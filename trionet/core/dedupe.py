@@ -3,8 +3,9 @@
 A :class:`Receipt` holds what a resend needs and nothing more: a 16-byte fingerprint of the
 frame (to tell a resend from a different frame under a reused ``client_id``) and, once the
 commit's outcome is known, the id, time and ``persisted`` flag of the original ack. Until then
-it points at the :class:`~trionet.committer.Pending` in flight, so a resend can wait for it;
-:meth:`Receipt.settle` drops that reference (and the message's content with it).
+it points at the send in flight (a :class:`Sending`: the committer's
+:class:`~trionet.realtime.committer.Pending`), so a resend can wait for it; :meth:`Receipt.settle`
+drops that reference (and the message's content with it).
 
 :class:`RecentSends` keeps receipts by (sender id, client id), bounded by count overall, by
 count per sender, and by age. What falls out is still caught when the copy reaches the
@@ -15,14 +16,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING
+from typing import Generic, Protocol, TypeVar
 
-from .interfaces import MessageRecord
+from ..interfaces import MessageRecord
 
-if TYPE_CHECKING:
-    from .committer import Pending
-
-__all__ = ["RESEND_MEMORY_SECONDS", "Receipt", "RecentSends", "fingerprint",
+__all__ = ["RESEND_MEMORY_SECONDS", "Receipt", "RecentSends", "Sending", "fingerprint",
            "record_fingerprint", "reused_message"]
 
 #: how long a ``client_id`` is remembered in memory
@@ -50,12 +48,32 @@ def record_fingerprint(record: MessageRecord) -> bytes:
                        record.content)
 
 
-class Receipt:
+class Sending(Protocol):
+    """What a receipt reads of its send once the commit's outcome is known."""
+
+    @property
+    def message(self) -> MessageRecord | None: ...
+
+    @property
+    def persisted(self) -> bool: ...
+
+    @property
+    def duplicate_of(self) -> tuple[int, str] | None: ...
+
+    @property
+    def reused(self) -> bool: ...
+
+
+#: the send a receipt points at while it is in flight (the committer's ``Pending``)
+S = TypeVar("S", bound=Sending)
+
+
+class Receipt(Generic[S]):
     """One accepted send with a ``client_id``: its fingerprint and its ack."""
 
     __slots__ = ("fingerprint", "pending", "id", "created_at", "persisted", "reused", "at")
 
-    def __init__(self, fp: bytes, pending: Pending | None, at: float) -> None:
+    def __init__(self, fp: bytes, pending: S | None, at: float) -> None:
         self.fingerprint = fp
         self.pending = pending
         self.id = 0
@@ -70,7 +88,7 @@ class Receipt:
     def settled(self) -> bool:
         return self.pending is None
 
-    def settle(self, pending: Pending) -> None:
+    def settle(self, pending: S) -> None:
         """Keep the outcome of ``pending`` (called once it is delivered) and let it go."""
         if pending.duplicate_of is not None:
             self.id, self.created_at = pending.duplicate_of
@@ -82,7 +100,7 @@ class Receipt:
         self.pending = None
 
 
-class RecentSends:
+class RecentSends(Generic[S]):
     """Receipts by (sender id, client id): at most ``size`` in all, ``per_user`` per sender,
     none older than ``max_age`` seconds (the caller passes the clock)."""
 
@@ -92,19 +110,19 @@ class RecentSends:
         self._per_user = per_user
         self._max_age = max_age
         #: in insertion order, which is also age order
-        self._items: OrderedDict[tuple[int, str], Receipt] = OrderedDict()
+        self._items: OrderedDict[tuple[int, str], Receipt[S]] = OrderedDict()
         self._by_user: dict[int, deque[str]] = {}
 
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, sender_id: int, client_id: str, now: float) -> Receipt | None:
+    def get(self, sender_id: int, client_id: str, now: float) -> Receipt[S] | None:
         found = self._items.get((sender_id, client_id))
         if found is None or now - found.at > self._max_age:
             return None
         return found
 
-    def add(self, sender_id: int, client_id: str, receipt: Receipt) -> None:
+    def add(self, sender_id: int, client_id: str, receipt: Receipt[S]) -> None:
         key = (sender_id, client_id)
         if key in self._items:
             self._drop(key)

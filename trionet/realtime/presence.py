@@ -27,12 +27,12 @@ from collections.abc import Callable
 import trio
 from prometheus_client import Counter
 
-from . import protocol
-from .clock import now_iso
+from ..core import protocol
+from ..core.clock import now_iso
+from ..core.routing import ToUsers
+from ..metrics import Metrics
+from ..store import MessageStore
 from .manager import Manager
-from .metrics import Metrics
-from .routing import ToUsers
-from .store import MessageStore
 
 __all__ = ["Presence"]
 

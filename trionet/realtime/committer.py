@@ -15,10 +15,10 @@ from typing import Any
 
 import trio
 
-from .dedupe import Receipt, record_fingerprint
-from .interfaces import MessagePersister, MessageRecord, NotificationRecord
-from .metrics import Metrics
-from .store.interface import InlineSaver
+from ..core.dedupe import Receipt, record_fingerprint
+from ..interfaces import MessagePersister, MessageRecord, NotificationRecord
+from ..metrics import Metrics
+from ..store.interface import InlineSaver
 
 __all__ = ["GroupCommitter", "Pending"]
 
@@ -61,7 +61,7 @@ class Pending:
         #: ``client_id`` for another frame, which is refused (never acked as the original)
         self.reused = False
         #: the resend table's entry for this send, settled once it is delivered
-        self.receipt: Receipt | None = None
+        self.receipt: Receipt[Pending] | None = None
 
     def routed(self) -> None:
         """Mark the record delivered: its frame is queued to every recipient connection (and

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from .interfaces import GroupMemberFetcher
+from ..interfaces import GroupMemberFetcher
 
 __all__ = ["MembershipCache"]
 

@@ -6,13 +6,13 @@ import socket
 
 import trio
 
-from trionet.errors import CloseCode
-from trionet.ids import IdAllocator
+from trionet.core.errors import CloseCode
+from trionet.core.ids import IdAllocator
+from trionet.core.routing import ToAll
 from trionet.interfaces import Identity
-from trionet.manager import Conn, Manager
-from trionet.membership import MembershipCache
 from trionet.metrics import Metrics
-from trionet.routing import ToAll
+from trionet.realtime.manager import Conn, Manager
+from trionet.realtime.membership import MembershipCache
 from trionet.server import listening_socket
 
 

@@ -1,6 +1,6 @@
 """Fixes applied to hypercorn when an app is built (:func:`trionet.create_app`), and the
 start-up check that the hypercorn installed still has what they and the direct write path
-(:mod:`trionet.transport`) reach.
+(:mod:`trionet.realtime.transport`) reach.
 
 **Closing a connection from a cancelled task.** hypercorn's trio ``TCPServer`` closes a
 connection it will not keep alive (a response sent before its request body arrived, a
@@ -39,7 +39,7 @@ from hypercorn.protocol import ws_stream
 from hypercorn.trio import tcp_server
 from wsproto.events import Ping
 
-from .settings import SettingsError
+from ..settings import SettingsError
 
 __all__ = ["TESTED_HYPERCORN", "IncompatibleHypercorn", "apply", "check"]
 
@@ -127,7 +127,7 @@ def _sets_attribute(dotted: str) -> bool:
 
 def check() -> None:
     """Raise :class:`IncompatibleHypercorn` naming each method the fixes replace or call, and
-    each attribute they or :func:`~trionet.transport.direct_transport` reach, that the
+    each attribute they or :func:`~trionet.realtime.transport.direct_transport` reach, that the
     installed hypercorn (or trio) lacks. Run before :func:`apply` (which puts its own methods
     in place of the ones it replaces)."""
     from . import transport

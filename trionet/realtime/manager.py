@@ -15,16 +15,16 @@ from typing import Any
 
 import trio
 
-from . import protocol
+from ..core import protocol
+from ..core.dedupe import reused_message
+from ..core.errors import CloseCode, ErrorCode
+from ..core.frames import RESERVED_NOTIFICATION_KEYS, notification_frame
+from ..core.ids import IdAllocator, id_to_iso
+from ..core.routing import Target, ToAll, ToUsers, group_target, recipients
+from ..interfaces import Identity, NotificationRecord
+from ..metrics import Metrics
 from .committer import GroupCommitter, Pending
-from .dedupe import reused_message
-from .errors import CloseCode, ErrorCode
-from .frames import RESERVED_NOTIFICATION_KEYS, notification_frame
-from .ids import IdAllocator, id_to_iso
-from .interfaces import Identity, NotificationRecord
 from .membership import MembershipCache
-from .metrics import Metrics
-from .routing import Target, ToAll, ToUsers, group_target, recipients
 
 __all__ = ["Conn", "Manager", "reused_error"]
 

@@ -16,12 +16,12 @@ from hypercorn.trio import tcp_server
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 
-from trionet import _hypercorn_fixes as fixes
 from trionet.app import create_app
+from trionet.realtime import _hypercorn_fixes as fixes
+from trionet.realtime.transport import DIRECT_PATH_ATTRIBUTES, DIRECT_PATH_METHODS
 from trionet.settings import Settings, SettingsError
-from trionet.transport import DIRECT_PATH_ATTRIBUTES, DIRECT_PATH_METHODS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 TESTED = fixes.TESTED_HYPERCORN
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 
-from trionet.ids import IdAllocator, id_timestamp, id_to_iso
+from trionet.core.ids import IdAllocator, id_timestamp, id_to_iso
 
 
 def test_ids_increase_and_are_unique_even_in_a_burst() -> None:

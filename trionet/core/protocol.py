@@ -5,46 +5,35 @@ No I/O and no trio here; see ``docs/protocol.md`` for every frame.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from .errors import ErrorCode, FrameError
-from .messagetypes import (
-    BroadcastIn,
-    GroupIn,
-    MessageTypes,
-    NotificationIn,
-    PingIn,
-    PrivateIn,
-)
 
 __all__ = [
-    "BroadcastIn",
     "ClientFrame",
-    "GroupIn",
-    "NotificationIn",
-    "PingIn",
-    "PrivateIn",
+    "FrameTypes",
+    "client_id_of",
     "decode_client_frame",
-    "default_types",
     "encode",
     "encode_ack",
     "encode_error",
 ]
 
+#: a decoded client frame: an instance of one of the registry's schemas
 ClientFrame = Any
-_default: MessageTypes | None = None
 
 
-def default_types() -> MessageTypes:
-    """The registry of the built-in types (and ``typing``), built on first use."""
-    global _default
-    if _default is None:
-        from .ext_typing import DEFAULT_TYPES
+class FrameTypes(Protocol):
+    """The message types a decoder accepts: what :func:`decode_client_frame` needs of a
+    registry (:class:`trionet.realtime.messagetypes.MessageTypes` is one)."""
 
-        _default = MessageTypes(DEFAULT_TYPES)
-    return _default
+    @property
+    def decoder(self) -> msgspec.json.Decoder[Any]:
+        """A decoder of every accepted frame schema (a tagged union on ``type``)."""
+        ...
+
 
 _loose = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
@@ -64,11 +53,11 @@ def client_id_of(raw: str | bytes) -> str | None:
 
 
 def decode_client_frame(
-    raw: str | bytes, *, max_content_chars: int, types: MessageTypes | None = None
+    raw: str | bytes, *, max_content_chars: int, types: FrameTypes
 ) -> ClientFrame:
-    """Decode one text frame against ``types`` (default: the built-in types); raises
+    """Decode one text frame against ``types`` (the app's registry of message types); raises
     :class:`FrameError` with the code to answer."""
-    decoder = (types or default_types()).decoder
+    decoder = types.decoder
     try:
         frame: ClientFrame = decoder.decode(raw)
     except msgspec.ValidationError as exc:

@@ -9,27 +9,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import trio
 
-from . import protocol
-from .clock import now_iso
+from ..core import protocol
+from ..core.clock import now_iso
+from ..core.dedupe import Receipt, RecentSends, fingerprint, record_fingerprint, reused_message
+from ..core.errors import CloseCode, ErrorCode, FrameError, StoreUnavailable
+from ..core.frames import message_frame, notification_frame
+from ..core.ids import id_to_iso
+from ..core.ratelimit import FloodGate, TokenBucket, Verdict
+from ..core.resume import frame_id, plan_replay, replay_pages
+from ..interfaces import Identity, MessagePersister, MessageRecord
+from ..metrics import Metrics
+from ..settings import Settings
 from .committer import Pending
-from .dedupe import Receipt, fingerprint, record_fingerprint, reused_message
-from .errors import CloseCode, ErrorCode, FrameError, StoreUnavailable
-from .frames import message_frame, notification_frame
-from .ids import id_to_iso
-from .interfaces import Identity, MessageRecord
-from .manager import Conn
-from .messagetypes import MessageType
-from .ratelimit import FloodGate, TokenBucket, Verdict
-from .resume import frame_id, plan_replay, replay_pages
+from .manager import Conn, Manager
+from .messagetypes import MessageType, MessageTypes
 
-if TYPE_CHECKING:
-    from .app import Services
-
-__all__ = ["ConnectionGone", "Transport", "serve_connection"]
+__all__ = ["ConnectionGone", "ConnectionServices", "Transport", "serve_connection"]
 
 log = logging.getLogger("trionet.connection")
 
@@ -67,6 +66,24 @@ class Transport(Protocol):
     async def close(self, code: int, reason: str = "") -> None: ...
 
 
+class ConnectionServices(Protocol):
+    """What a connection uses of its app's shared parts (:class:`trionet.services.Services`
+    is the one an app builds)."""
+
+    settings: Settings
+    manager: Manager
+    metrics: Metrics
+    message_types: MessageTypes
+    persister: MessagePersister
+    recent_sends: RecentSends[Pending]
+    #: connection handlers running (a graceful shutdown waits for them)
+    open_handlers: int
+
+    async def user_exists(self, user_id: int) -> bool: ...
+
+    async def is_admin(self, user_id: int) -> bool: ...
+
+
 _NOTHING_REPLAYED: frozenset[int] = frozenset()
 
 
@@ -76,7 +93,7 @@ class _Session:
     __slots__ = ("services", "settings", "manager", "conn", "ws", "gate", "coalesce",
                  "replayed", "dedupe_until", "check_store_until", "type_buckets")
 
-    def __init__(self, services: Services, conn: Conn, ws: Transport) -> None:
+    def __init__(self, services: ConnectionServices, conn: Conn, ws: Transport) -> None:
         self.services = services
         self.settings = services.settings
         self.manager = services.manager
@@ -363,7 +380,7 @@ _REASONS: dict[int, str] = {
 
 
 async def serve_connection(
-    services: Services,
+    services: ConnectionServices,
     ws: Transport,
     identity: Identity,
     *,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trionet.dedupe import Receipt, RecentSends, fingerprint
+from trionet.core.dedupe import Receipt, RecentSends, fingerprint
 
 
 def _receipt(at: float, content: str = "x") -> Receipt:

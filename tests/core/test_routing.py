@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trionet.routing import ToAll, ToUsers, group_target, private_target, recipients
+from trionet.core.routing import ToAll, ToUsers, group_target, private_target, recipients
 
 
 class C:

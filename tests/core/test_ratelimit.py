@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from trionet.ratelimit import FloodGate, KeyedLimiter, TokenBucket, Verdict
+from trionet.core.ratelimit import FloodGate, KeyedLimiter, TokenBucket, Verdict
 
 
 def test_burst_then_refuse_then_refill() -> None:

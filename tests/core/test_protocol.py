@@ -6,12 +6,17 @@ import json
 
 import pytest
 
-from trionet import protocol
-from trionet.errors import ErrorCode, FrameError
+from trionet.core import protocol
+from trionet.core.errors import ErrorCode, FrameError
+from trionet.realtime.ext_typing import DEFAULT_TYPES
+from trionet.realtime.messagetypes import GroupIn, MessageTypes, NotificationIn, PrivateIn
+
+#: the registry every app starts from (the codec takes it as a parameter)
+TYPES = MessageTypes(DEFAULT_TYPES)
 
 
 def decode(raw: str | bytes, limit: int = 100) -> protocol.ClientFrame:
-    return protocol.decode_client_frame(raw, max_content_chars=limit)
+    return protocol.decode_client_frame(raw, max_content_chars=limit, types=TYPES)
 
 
 def code_of(raw: str | bytes, limit: int = 100) -> tuple[str, str | None, str]:
@@ -22,14 +27,14 @@ def code_of(raw: str | bytes, limit: int = 100) -> tuple[str, str | None, str]:
 
 def test_private_frame_decodes() -> None:
     frame = decode('{"type":"private","to":5,"content":"hi","client_id":"c"}')
-    assert isinstance(frame, protocol.PrivateIn)
+    assert isinstance(frame, PrivateIn)
     assert (frame.to, frame.content, frame.client_id) == (5, "hi", "c")
 
 
 @pytest.mark.parametrize("gid", ['"456"', "456"])
 def test_group_id_as_string_or_int(gid: str) -> None:
     frame = decode('{"type":"group","group_id":' + gid + ',"content":"x"}')
-    assert isinstance(frame, protocol.GroupIn) and int(frame.group_id) == 456
+    assert isinstance(frame, GroupIn) and int(frame.group_id) == 456
 
 
 def test_invalid_json() -> None:
@@ -69,12 +74,12 @@ def test_content_over_limit_is_too_large() -> None:
     raw = json.dumps({"type": "private", "to": 1, "content": "x" * 101, "client_id": "q"})
     assert code_of(raw, limit=100)[:2] == (ErrorCode.TOO_LARGE, "q")
     assert isinstance(decode(json.dumps({"type": "private", "to": 1, "content": "x" * 100})),
-                      protocol.PrivateIn)
+                      PrivateIn)
 
 
 def test_client_notification_decodes_so_it_can_be_refused() -> None:
     frame = decode('{"type":"notification","subtype":"x","message":"y"}')
-    assert isinstance(frame, protocol.NotificationIn)
+    assert isinstance(frame, NotificationIn)
 
 
 def test_error_and_ack_frames() -> None:

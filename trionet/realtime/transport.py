@@ -15,7 +15,7 @@ It works on hypercorn's HTTP/1.1 WebSocket streams over plain TCP, reached throu
 never interleave with hypercorn's (pings, close). Anything else (TLS, HTTP/2, another server)
 gets ``None`` from :func:`direct_transport` and uses ASGI. A hypercorn (or trio) that lacks one
 of the names walked is refused when the app is built, rather than falling back unnoticed
-(``trionet._hypercorn_fixes.check``); ``trionet_direct_transport_connections`` counts the
+(``trionet.realtime._hypercorn_fixes.check``); ``trionet_direct_transport_connections`` counts the
 connections on this path.
 Incoming messages and the close handshake always go through ASGI.
 """
@@ -93,7 +93,8 @@ def text_frame(payload: bytes) -> bytes:
 
 
 #: The hypercorn methods :func:`direct_transport` walks through (each a bound method whose
-#: ``__self__`` it takes), checked when an app is built (``trionet._hypercorn_fixes.check``):
+#: ``__self__`` it takes), checked when an app is built
+#: (``trionet.realtime._hypercorn_fixes.check``):
 DIRECT_PATH_METHODS = (
     "hypercorn.protocol.ws_stream.WSStream.app_send",  # the ASGI ``send`` -> the WSStream
     "hypercorn.protocol.h11.H11Protocol.stream_send",  # WSStream.send -> the H11Protocol

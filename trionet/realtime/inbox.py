@@ -25,7 +25,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from .store import NotificationStore
+from ..store import NotificationStore
 
 __all__ = ["InboxPruner", "KeyedLocks"]
 

@@ -222,6 +222,7 @@ async def test_conversations_most_recent_first_with_the_last_message(
         assert (await http.get(None, "/api/conversations")).status_code == 401
 
 
+@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_conversations_table_follows_every_private_message(
     server: TestServer, http: Api
 ) -> None:

@@ -56,6 +56,7 @@ async def ext_server() -> AsyncIterator[TestServer]:
         yield srv
 
 
+@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_custom_ephemeral_type_is_validated_routed_and_not_stored(
     ext_server: TestServer,
 ) -> None:
@@ -159,6 +160,7 @@ async def test_create_app_takes_message_types() -> None:
 # -- typing ------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_typing_reaches_the_peer_and_is_never_stored(server: TestServer) -> None:
     a, b = await server.create_user("a"), await server.create_user("b")
     with trio.fail_after(10):

@@ -155,6 +155,7 @@ async def test_resume_during_live_traffic_has_no_gap_and_no_duplicate(
     assert sorted(got) == sorted(sent_ids)
 
 
+@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_resent_frame_gets_the_original_ack_and_is_not_delivered_twice(
     server: TestServer,
 ) -> None:

@@ -231,3 +231,28 @@ def test_jwt_auth_with_open_registration_is_refused_naming_the_variable() -> Non
     assert "s" * 32 not in str(caught.value)
     with pytest.raises(SettingsError):
         Settings(jwt_secret="s" * 32, open_registration=True)
+
+
+def test_a_database_url_of_another_scheme_is_refused_naming_the_variable() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(environ={"TRIONET_DATABASE": "mysql://root@127.0.0.1/chat"})
+    assert caught.value.variable == "TRIONET_DATABASE"
+    for ok in ("chat.db", "/var/lib/trionet/chat.db", "sqlite:///chat.db",
+               "postgresql://postgres@127.0.0.1:5432/chat", "postgres://u@h/db"):
+        assert Settings.from_env(environ={"TRIONET_DATABASE": ok}).database == ok
+
+
+def test_a_postgresql_url_without_the_extra_is_one_line_naming_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trionet.store import open_store
+
+    for name in [m for m in sys.modules if m == "psycopg" or m.startswith(
+            ("psycopg.", "psycopg_pool", "trionet.store.postgres"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now fails
+    with pytest.raises(SettingsError) as caught:
+        open_store("postgresql://postgres@127.0.0.1:5432/chat")
+    assert caught.value.variable == "TRIONET_DATABASE"
+    assert "pip install 'trionet[postgres]'" in str(caught.value)
+    assert "\n" not in str(caught.value)

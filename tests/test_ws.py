@@ -33,6 +33,7 @@ async def handshake_status(server: TestServer, headers: dict[str, str]) -> int:
     return int(rejected.status_code)
 
 
+@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_private_message_reaches_recipient_and_senders_other_tab(server: TestServer) -> None:
     alice, bob = await server.create_user("alice"), await server.create_user("bob")
     with trio.fail_after(10):
@@ -143,6 +144,7 @@ async def test_client_sent_notification_is_forbidden(server: TestServer) -> None
             await expect_silence(w2)
 
 
+@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_server_notification_is_persisted_and_pushed(server: TestServer) -> None:
     u = await server.create_user("u")
     with trio.fail_after(10):

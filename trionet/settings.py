@@ -161,6 +161,13 @@ def _text(raw: str) -> str:
     return raw
 
 
+def _database(raw: str) -> str:
+    lowered = raw.lower()
+    if "://" in raw and not lowered.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ValueError("must be a file path, sqlite:///path or postgresql://user@host:port/db")
+    return raw
+
+
 _ORIGIN = re.compile(r"^https?://[^/?#@\s:]+(:[0-9]{1,5})?$", re.IGNORECASE)
 _COOKIE_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")  # an RFC 6265 token
 
@@ -204,7 +211,12 @@ def _jwt_secret(raw: str) -> str:
 
 #: field name -> (variable, parser, description). The README's table mirrors this.
 ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
-    "database": ("TRIONET_DATABASE", _text, "SQLite database file"),
+    "database": (
+        "TRIONET_DATABASE",
+        _database,
+        "a SQLite file (a path or `sqlite:///path`) or `postgresql://user@host:port/db`"
+        " (needs `trionet[postgres]`)",
+    ),
     "host": ("TRIONET_HOST", _text, "address `trionet serve` binds"),
     "port": ("TRIONET_PORT", _int(0, 65535), "port `trionet serve` binds (0: any free port)"),
     "allowed_origins": (

@@ -8,6 +8,7 @@ store (the default, ``./trionet.db``); ``postgresql://user@host:port/dbname`` (o
 
 from __future__ import annotations
 
+from ..settings import SettingsError
 from .interface import (
     AccountStore,
     GroupStore,
@@ -71,10 +72,10 @@ def open_store(url: str, *, synchronous: str = "NORMAL", pool_size: int = 8) -> 
         try:
             from .postgres import PostgresStore
         except ImportError as exc:  # psycopg is an extra
-            raise RuntimeError(
-                "TRIONET_DATABASE names PostgreSQL, which needs the postgres extra:"
-                " pip install 'trionet[postgres]'"
-                f" ({exc.name or exc})") from None
+            raise SettingsError(
+                "TRIONET_DATABASE",
+                "PostgreSQL needs the postgres extra: pip install 'trionet[postgres]'"
+                f" (missing {exc.name or exc})") from None
         return PostgresStore(url, pool_size=pool_size)
     from .sqlite import SqliteStore
 

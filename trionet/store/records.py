@@ -7,13 +7,16 @@ because custom persisters exchange them too; these are the store's own.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..interfaces import MessageRecord
 
 __all__ = [
+    "MESSAGE_COLUMNS",
     "Conversation",
+    "Duplicates",
     "GroupRefused",
     "LeaveOutcome",
     "PasswordAccount",
@@ -21,6 +24,7 @@ __all__ = [
     "StoreUnavailable",
     "UserRecord",
     "UsernameTaken",
+    "row_to_message",
 ]
 
 from ..core.errors import StoreUnavailable
@@ -93,3 +97,28 @@ class Conversation:
     peer_id: int
     peer_username: str | None
     last_message: MessageRecord
+
+
+#: the columns of ``messages`` that :func:`row_to_message` reads, in its order (every store
+#: selects them under these names)
+MESSAGE_COLUMNS = ("id", "kind", "sender_id", "recipient_id", "group_id", "content", "client_id",
+                   "created_at", "subtype")
+
+#: (sender id, client id) -> (id, created_at) of the message stored first under that pair
+Duplicates = dict[tuple[int, str], tuple[int, str]]
+
+
+def row_to_message(row: Sequence[Any]) -> MessageRecord:
+    """A message read as :data:`MESSAGE_COLUMNS`, from any store's driver row."""
+    id_, kind, sender, recipient, group, content, client_id, created, subtype = tuple(row)
+    return MessageRecord(
+        id=int(id_),
+        kind=str(kind),
+        sender_id=int(sender),
+        recipient_id=None if recipient is None else int(recipient),
+        group_id=None if group is None else int(group),
+        content=str(content),
+        client_id=None if client_id is None else str(client_id),
+        created_at=str(created),
+        subtype=None if subtype is None else str(subtype),
+    )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...interfaces import MessageRecord, NotificationRecord
+from ..records import MESSAGE_COLUMNS, Duplicates, row_to_message
 from .database import Conn
 from .text import clean, clean_or_none
 
@@ -30,13 +31,8 @@ __all__ = [
     "row_to_message",
 ]
 
-#: the columns row_to_message reads, in its order
-MESSAGE_COLUMNS = ("id", "kind", "sender_id", "recipient_id", "group_id", "content", "client_id",
-                   "created_at", "subtype")
 _MSG_COLS = ", ".join(MESSAGE_COLUMNS)
 
-#: (sender id, client id) -> (id, created_at) of the message stored first under that pair
-Duplicates = dict[tuple[int, str], tuple[int, str]]
 
 #: of two messages under one (sender, client_id) in a batch the first is kept, as in SQLite:
 #: rows are inserted in the batch's order (WITH ORDINALITY ... ORDER BY n)
@@ -122,21 +118,6 @@ def _stored_under_other_ids(conn: Conn, messages: Sequence[MessageRecord]) -> Du
         if hit is not None and hit[0] != m.id:
             duplicates[(m.sender_id, m.client_id)] = hit
     return duplicates
-
-
-def row_to_message(row: Sequence[Any]) -> MessageRecord:
-    id_, kind, sender, recipient, group, content, client_id, created, subtype = row
-    return MessageRecord(
-        id=int(id_),
-        kind=str(kind),
-        sender_id=int(sender),
-        recipient_id=None if recipient is None else int(recipient),
-        group_id=None if group is None else int(group),
-        content=str(content),
-        client_id=None if client_id is None else str(client_id),
-        created_at=str(created),
-        subtype=None if subtype is None else str(subtype),
-    )
 
 
 def _page(conn: Conn, where: str, params: list[object], limit: int, offset: int,

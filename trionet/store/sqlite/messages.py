@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from ...interfaces import MessageRecord, NotificationRecord
+from ..records import MESSAGE_COLUMNS, Duplicates, row_to_message
 
 __all__ = [
     "MESSAGE_COLUMNS",
@@ -20,14 +21,9 @@ __all__ = [
     "row_to_message",
 ]
 
-#: the columns row_to_message reads, in its order
-MESSAGE_COLUMNS = ("id", "kind", "sender_id", "recipient_id", "group_id", "content", "client_id",
-                   "created_at", "subtype")
 _MSG_COLS = ", ".join(MESSAGE_COLUMNS)
 
 
-#: (sender id, client id) -> (id, created_at) of the message stored first under that pair
-Duplicates = dict[tuple[int, str], tuple[int, str]]
 
 
 def insert_batch(
@@ -87,21 +83,6 @@ def _stored_under_other_ids(
         if row is not None and int(row[0]) != m.id:
             found[(m.sender_id, m.client_id)] = (int(row[0]), str(row[1]))
     return found
-
-
-def row_to_message(row: sqlite3.Row | tuple[object, ...]) -> MessageRecord:
-    id_, kind, sender, recipient, group, content, client_id, created, subtype = tuple(row)
-    return MessageRecord(
-        id=int(id_),
-        kind=str(kind),
-        sender_id=int(sender),
-        recipient_id=None if recipient is None else int(recipient),
-        group_id=None if group is None else int(group),
-        content=str(content),
-        client_id=None if client_id is None else str(client_id),
-        created_at=str(created),
-        subtype=None if subtype is None else str(subtype),
-    )
 
 
 def _page(

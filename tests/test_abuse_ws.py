@@ -175,7 +175,7 @@ async def test_sockets_per_user_are_capped_with_a_429_handshake() -> None:
                 async with server.connect(b):  # another user is not affected
                     pass
             # slots come back when sockets close
-            while server.services.manager.connections(a.id):
+            while server.services.registry.connections(a.id):
                 await trio.sleep(0.01)
             async with server.connect(a):
                 pass

@@ -458,7 +458,7 @@ def pushed_frames_scenario(server: TestServer, alice: TestUser, bob: TestUser, g
     push = server.services.manager
 
     def to_alice(frame: dict[str, Any]) -> None:
-        trio.from_thread.run_sync(push.send_to_user, alice.id, frame)
+        trio.from_thread.run(push.send_to_user, alice.id, frame)
 
     problems = Problems()
     with sync_playwright() as pw:
@@ -779,7 +779,7 @@ def contrast_scenario(server: TestServer, alice: TestUser, bob: TestUser) -> Non
                                               "Great, see you there!"])
             expect(page.locator("#messages .msg.mine .state")).to_have_text(["sent"])
             expect(page.locator("#invite-list")).to_contain_text("Hikers from bob")
-            trio.from_thread.run_sync(server.services.manager.send_to_user, alice.id, {
+            trio.from_thread.run(server.services.manager.send_to_user, alice.id, {
                 "type": "broadcast", "from": None, "content": "Maintenance at noon",
                 "timestamp": "2026-11-26T02:36:45.001Z"})
             expect(page.locator("#broadcast-banner")).to_be_visible()

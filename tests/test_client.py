@@ -45,8 +45,7 @@ async def test_client_reconnects_and_misses_nothing_sent_meanwhile(server: TestS
             async with open_client(server.ws_url, token=a.token) as ca:
                 await ca.send_private(b.id, "before")
                 got.append((await next_of(cb, "private"))["content"])
-                for conn in server.services.manager.connections(b.id):  # drop b
-                    server.services.manager.close(conn, 1001)
+                await server.services.manager.disconnect_user(b.id, 1001)  # drop b
                 for i in range(5):
                     await ca.send_private(b.id, f"during{i}")
                 while len(got) < 6:

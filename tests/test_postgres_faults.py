@@ -17,19 +17,28 @@ def _count(url: str) -> int:
         return 0 if row is None else int(row[0])
 
 
+LOCK_SECONDS = 15.0
+
+
 async def test_a_locked_messages_table_delays_nothing_and_the_writes_land_after() -> None:
+    """Another session holds an exclusive lock on ``messages`` for 15 s."""
     async with fresh_postgres_database() as url:
         settings = Settings(rate_limit=0, commit_timeout=0.3, database=url)
         async with running_server(settings) as server:
             a, b = await server.create_user("a"), await server.create_user("b")
-            with trio.fail_after(40):
+            with trio.fail_after(60):
                 async with server.connect(a) as wa, server.connect(b) as wb:
                     locker = await trio.to_thread.run_sync(
                         lambda: psycopg.connect(url, connect_timeout=5))
                     await trio.to_thread.run_sync(
                         locker.execute, "LOCK TABLE messages IN ACCESS EXCLUSIVE MODE")
+                    locked_at = trio.current_time()
+                    sent = 0
                     try:
-                        for i in range(3):
+                        # the lock is held 15 s; a message a second meanwhile, each delivered
+                        # at once as not persisted
+                        while trio.current_time() - locked_at < LOCK_SECONDS:
+                            i, sent = sent, sent + 1
                             started = trio.current_time()
                             await TestServer.send_json(wa, {"type": "private", "to": b.id,
                                                             "content": f"x{i}",
@@ -39,17 +48,19 @@ async def test_a_locked_messages_table_delays_nothing_and_the_writes_land_after(
                             assert live["persisted"] is False
                             ack = await TestServer.receive_json(wa)
                             assert ack["persisted"] is False
-                        async with server.http(a) as http:  # the rest of the API still answers
-                            assert (await http.get("/readyz")).status_code == 200
+                            async with server.http(a) as http:  # the rest still answers
+                                assert (await http.get("/readyz")).status_code == 200
+                            await trio.sleep(1)
                     finally:
                         await trio.to_thread.run_sync(locker.rollback)
                         await trio.to_thread.run_sync(locker.close)
-                    while await trio.to_thread.run_sync(_count, url) < 3:
+                    while await trio.to_thread.run_sync(_count, url) < sent:
                         await trio.sleep(0.05)
                     async with server.http(a) as http:
                         page = (await http.get("/api/messages/private",
-                                               params={"user": b.id})).json()
-    assert [m["content"] for m in page["messages"]] == ["x2", "x1", "x0"]
+                                               params={"user": b.id, "limit": 50})).json()
+    assert sent >= 10
+    assert [m["content"] for m in page["messages"]] == [f"x{i}" for i in reversed(range(sent))]
 
 
 class CuttableProxy:

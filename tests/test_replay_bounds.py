@@ -41,7 +41,7 @@ async def frames_until_synced(ws: trio_websocket.WebSocketConnection) -> list[di
 async def store_private(server: TestServer, sender: TestUser, to: TestUser,
                         contents: list[str]) -> list[int]:
     """Store messages straight through the server's persister (no socket); their ids."""
-    ids = server.services.manager.ids
+    ids = server.services.ids
     records = []
     for content in contents:
         mid = ids.next()
@@ -53,7 +53,7 @@ async def store_private(server: TestServer, sender: TestUser, to: TestUser,
 
 
 async def store_notification(server: TestServer, user: TestUser, message: str) -> int:
-    nid = server.services.manager.ids.next()
+    nid = server.services.ids.next()
     await server.services.persister.save([], [NotificationRecord(
         id=nid, user_id=user.id, subtype="note", message=message, created_at=id_to_iso(nid),
         payload={"n": message})])

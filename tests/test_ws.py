@@ -291,7 +291,7 @@ async def test_expired_credentials_close_sockets_with_4001(server: TestServer) -
     a = await server.create_user("a")
     with trio.fail_after(10):
         async with server.connect(a) as wa:
-            assert server.services.manager.end_expired(now=2**40) == 1
+            assert server.services.registry.end_expired(now=2**40) == 1
             with pytest.raises(trio_websocket.ConnectionClosed) as info:
                 await wa.get_message()
             assert info.value.reason.code == 4001

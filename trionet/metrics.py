@@ -30,6 +30,11 @@ class Metrics:
         )
         self.errors = Counter("trionet_frame_errors", "Error frames sent, by code", ["code"],
                               registry=r)
+        self.control_dropped = Counter(
+            "trionet_control_events_dropped",
+            "Control events (presence, membership) dropped: the manager's queue was full",
+            registry=r,
+        )
         self.slow_consumers = Counter(
             "trionet_slow_consumer_closes", "Connections closed as slow consumers", registry=r
         )

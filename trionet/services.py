@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import Sequence
@@ -18,7 +19,9 @@ import trio
 from quart_trio import QuartTrio
 
 from .auth import ChainResolver, CookieSessionResolver, JwtResolver, LoginThrottle
+from .backplane import Backplane, LocalBackplane
 from .core.dedupe import RecentSends
+from .core.events import PresenceChanged
 from .core.ids import IdAllocator
 from .core.ratelimit import KeyedLimiter
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
@@ -29,11 +32,14 @@ from .realtime.inbox import InboxPruner, KeyedLocks
 from .realtime.manager import Manager
 from .realtime.membership import MembershipCache
 from .realtime.messagetypes import MessageType, MessageTypes
+from .realtime.notifier import Notifier
 from .realtime.presence import Presence
+from .realtime.registry import Registry
+from .realtime.routequeue import RouteQueue
 from .settings import Settings
 from .store import Store, open_store
 
-__all__ = ["Services", "raise_descriptor_limit", "services_of", "tune_runtime"]
+__all__ = ["Services", "node_id", "raise_descriptor_limit", "services_of", "tune_runtime"]
 
 log = logging.getLogger("trionet")
 
@@ -65,22 +71,36 @@ class Services:
         self.persister: MessagePersister = persister or self.store
         self.metrics = Metrics()
         self.membership = MembershipCache(self.groups)
+        #: ids of messages and notifications; its floor is raised to the store's at start
         self.ids = IdAllocator(settings.worker_id)
-        self.manager = Manager(metrics=self.metrics, membership=self.membership, ids=self.ids)
+        #: how this process hears the others (in-process: it is the only one)
+        self.backplane: Backplane = LocalBackplane(node_id())
+        node = self.backplane.node
+        #: everything routed waits here for the manager task
+        self.routes = RouteQueue(metrics=self.metrics)
+        routes = self.routes
+
+        def presence_changed(user_id: int, online: bool) -> None:
+            routes.control_nowait(PresenceChanged(user_id, online, node))
+
+        self.registry = Registry(metrics=self.metrics, node=node, on_presence=presence_changed)
         self.committer = GroupCommitter(
             self.persister,
-            self.manager.deliver_batch,
+            self.routes.committed,
             commit_timeout=settings.commit_timeout,
             retry_capacity=settings.retry_buffer,
             metrics=self.metrics,
         )
-        self.manager.committer = self.committer
-        self.presence = Presence(self.store, self.manager, self.metrics,
-                                 limit=settings.presence_limit, active=lambda: not self.draining)
-        self.manager.on_presence = self.presence.hook
         #: inboxes bounded to TRIONET_NOTIFICATION_INBOX, pruned by a task of _run
         self.inbox = InboxPruner(self.store, bound=settings.notification_inbox)
-        self.manager.on_notified = self.inbox.touched
+        self.notifier = Notifier(self.committer, self.ids, on_notified=self.inbox.touched)
+        self.presence = Presence(self.store, self.registry.is_online, self.routes, self.metrics,
+                                 limit=settings.presence_limit, active=lambda: not self.draining)
+        self.manager = Manager(
+            registry=self.registry, membership=self.membership, backplane=self.backplane,
+            queue=self.routes, notifier=self.notifier, metrics=self.metrics,
+            on_presence=self.presence.hook,
+        )
         #: invites, and group creations, per user (TRIONET_INVITE_RATE each)
         self.invite_limit = KeyedLimiter(settings.invite_rate)
         self.group_limit = KeyedLimiter(settings.invite_rate)
@@ -107,7 +127,7 @@ class Services:
         raise_descriptor_limit()
         await self.store.migrate()
         floor = await self.store.max_id()
-        self.ids = self.manager.ids = IdAllocator(self.settings.worker_id, floor=floor)
+        self.ids.raise_floor(floor)
         await nursery.start(self._run)
         tune_runtime()
         self.started = True
@@ -137,9 +157,9 @@ class Services:
         Bounded by ``shutdown_timeout``; called before the server stops accepting handlers.
         """
         self.draining = True
-        closed = self.manager.connection_count
+        closed = self.registry.connection_count
         with trio.move_on_after(self.settings.shutdown_timeout):
-            self.manager.close_all(code)
+            self.registry.close_all(code)
             # each writer sends its queued frames, then the close; bounded by the timeout
             while self.open_handlers:  # noqa: ASYNC110
                 await trio.sleep(0.01)
@@ -171,6 +191,11 @@ GC_THRESHOLDS = (50_000, 20, 100)
 #: seconds the GIL is held before another thread may take it (default 0.005): the database
 #: writer thread otherwise waits up to 5 ms for the event loop at every commit
 SWITCH_INTERVAL = 0.0005
+
+
+def node_id() -> str:
+    """A name for this process among the nodes of a deployment: its pid and 24 random bits."""
+    return f"{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def tune_runtime() -> None:

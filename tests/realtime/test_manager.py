@@ -1,113 +1,181 @@
-"""The manager's registry and fan-out, driven directly (no sockets)."""
+"""The central manager task: everything routed goes through one queue and the backplane."""
 
 from __future__ import annotations
 
+import json
 import socket
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import trio
+from rt_helpers import Groups, connect, drain
 
-from trionet.core.errors import CloseCode
-from trionet.core.ids import IdAllocator
-from trionet.core.routing import ToAll
-from trionet.interfaces import Identity
+from trionet.backplane import LocalBackplane
+from trionet.core.events import ControlEvent, Delivery, PresenceChanged
+from trionet.core.frames import message_frame
+from trionet.core.ids import IdAllocator, id_to_iso
+from trionet.core.routing import ToUsers
+from trionet.interfaces import MessageRecord
 from trionet.metrics import Metrics
-from trionet.realtime.manager import Conn, Manager
+from trionet.realtime.committer import GroupCommitter, Pending
+from trionet.realtime.manager import Manager
 from trionet.realtime.membership import MembershipCache
+from trionet.realtime.notifier import Notifier
+from trionet.realtime.registry import Registry
+from trionet.realtime.routequeue import RouteQueue
 from trionet.server import listening_socket
+from trionet.store.sqlite import SqliteStore
 
 
-class Groups:
-    def __init__(self, groups: dict[int, frozenset[int]]) -> None:
-        self.groups = groups
-        self.calls = 0
+class RecordingBackplane(LocalBackplane):
+    """The in-process backplane, keeping a log of what it was asked to publish."""
 
-    async def accepted_members(self, group_id: int) -> frozenset[int] | None:
-        self.calls += 1
-        return self.groups.get(group_id)
+    def __init__(self, node: str) -> None:
+        super().__init__(node)
+        self.batches: list[list[Delivery]] = []
+        self.events: list[ControlEvent] = []
 
+    async def publish(self, batch: Sequence[Delivery]) -> int:
+        self.batches.append(list(batch))
+        return await super().publish(batch)
 
-def make_manager(groups: dict[int, frozenset[int]] | None = None) -> Manager:
-    return Manager(metrics=Metrics(), membership=MembershipCache(Groups(groups or {})),
-                   ids=IdAllocator())
-
-
-def connect(manager: Manager, user_id: int, queue: int = 4, session: str | None = None
-            ) -> tuple[Conn, trio.MemoryReceiveChannel[bytes]]:
-    send, receive = trio.open_memory_channel[bytes](queue)
-    conn = Conn(Identity(user_id, session_key=session), send)
-    manager.register(conn)
-    return conn, receive
+    async def publish_control(self, event: ControlEvent) -> int:
+        self.events.append(event)
+        return await super().publish_control(event)
 
 
-def drain(receive: trio.MemoryReceiveChannel[bytes]) -> list[bytes]:
-    out = []
-    while True:
-        try:
-            out.append(receive.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            return out
+@dataclass
+class Node:
+    manager: Manager
+    registry: Registry
+    routes: RouteQueue
+    backplane: RecordingBackplane
+    presence: list[tuple[int, bool]]
 
 
-def test_online_while_any_connection_is_open_and_presence_fires_on_first_and_last() -> None:
-    manager = make_manager()
-    events: list[tuple[int, bool]] = []
-    manager.on_presence = lambda uid, online: events.append((uid, online))
-    c1, _ = connect(manager, 1)
-    c2, _ = connect(manager, 1)
-    assert manager.is_online(1) and events == [(1, True)]
-    manager.unregister(c1)
-    assert manager.is_online(1) and events == [(1, True)]
-    manager.unregister(c2)
-    manager.unregister(c2)  # idempotent
-    assert not manager.is_online(1) and events == [(1, True), (1, False)]
+@asynccontextmanager
+async def running_node(tmp_path: Path, groups: dict[int, frozenset[int]] | None = None
+                       ) -> AsyncIterator[Node]:
+    metrics, routes, node = Metrics(), RouteQueue(), "n1"
+    registry = Registry(metrics=metrics, node=node, on_presence=lambda uid, online:
+                        routes.control_nowait(PresenceChanged(uid, online, node)))
+    backplane = RecordingBackplane(node)
+    store = SqliteStore(str(tmp_path / "t.db"))
+    committer = GroupCommitter(store, routes.committed, commit_timeout=1, retry_capacity=10,
+                               metrics=metrics)
+    presence: list[tuple[int, bool]] = []
+    manager = Manager(registry=registry, membership=MembershipCache(Groups(groups or {})),
+                      backplane=backplane, queue=routes,
+                      notifier=Notifier(committer, IdAllocator()), metrics=metrics,
+                      on_presence=lambda uid, online: presence.append((uid, online)))
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(manager.run)
+            yield Node(manager, registry, routes, backplane, presence)
+            nursery.cancel_scope.cancel()
 
 
-def test_send_to_user_reaches_every_tab_with_the_same_text() -> None:
-    manager = make_manager()
-    _, r1 = connect(manager, 1)
-    _, r2 = connect(manager, 1)
-    _, r3 = connect(manager, 2)
-    assert manager.send_to_user(1, {"type": "x", "n": 1}) == 2
-    assert drain(r1) == drain(r2) == [b'{"type":"x","n":1}'] and drain(r3) == []
+async def settled(routes: RouteQueue) -> None:
+    """Wait until everything queued before this call is routed."""
+    await routes.send([], wait=True)
 
 
-def test_full_queue_closes_only_the_slow_consumer_after_its_queued_frames() -> None:
-    manager = make_manager()
-    slow, r_slow = connect(manager, 1, queue=2)
-    _, r_ok = connect(manager, 2, queue=100)
-    for i in range(5):
-        manager.dispatch(ToAll(), f"f{i}".encode(), "broadcast")
-    assert drain(r_ok) == [f"f{i}".encode() for i in range(5)]
-    assert drain(r_slow) == [b"f0", b"f1"]  # what was queued, then end of channel
-    assert slow.close_code == CloseCode.SLOW_CONSUMER and not manager.is_online(1)
-    assert manager.metrics.slow_consumers._value.get() == 1
+def committed(sender: int, to: int, text: str, mid: int, origin: object = None,
+              client_id: str | None = None, persisted: bool = True) -> Pending:
+    record = MessageRecord(id=mid, kind="private", sender_id=sender, content=text,
+                           created_at=id_to_iso(mid), recipient_id=to, client_id=client_id)
+    p = Pending(message=record, target=ToUsers((to,)), frame=message_frame(record),
+                origin=origin, client_id=client_id)
+    p.persisted = persisted
+    return p
 
 
-async def test_broadcast_to_group_uses_accepted_members() -> None:
-    manager = make_manager({7: frozenset({1, 2})})
-    _, r1 = connect(manager, 1)
-    _, r3 = connect(manager, 3)
-    assert await manager.broadcast_to_group(7, {"type": "x"}) == 1
-    assert drain(r1) == [b'{"type":"x"}'] and drain(r3) == []
-    assert await manager.broadcast_to_group(8, {"type": "x"}) == 0
+async def test_send_to_user_reaches_every_tab_and_counts_them(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as n:
+        _, r1 = connect(n.registry, 1)
+        _, r2 = connect(n.registry, 1)
+        _, r3 = connect(n.registry, 2)
+        assert await n.manager.send_to_user(1, {"type": "x", "n": 1}) == 2
+        assert drain(r1) == drain(r2) == [b'{"type":"x","n":1}'] and drain(r3) == []
+        assert await n.manager.broadcast_to_all("{}") == 3
 
 
-async def test_membership_changed_refetches() -> None:
-    groups = Groups({7: frozenset({1})})
-    manager = Manager(metrics=Metrics(), membership=MembershipCache(groups), ids=IdAllocator())
-    assert await manager.membership.members(7) == frozenset({1})
-    groups.groups[7] = frozenset({1, 2})
-    assert await manager.membership.members(7) == frozenset({1})  # cached
-    manager.membership_changed(7)
-    assert await manager.membership.members(7) == frozenset({1, 2})
+async def test_broadcast_to_group_uses_accepted_members(tmp_path: Path) -> None:
+    async with running_node(tmp_path, {7: frozenset({1, 2})}) as n:
+        _, r1 = connect(n.registry, 1)
+        _, r3 = connect(n.registry, 3)
+        assert await n.manager.broadcast_to_group(7, {"type": "x"}) == 1
+        assert drain(r1) == [b'{"type":"x"}'] and drain(r3) == []
+        assert await n.manager.broadcast_to_group(8, {"type": "x"}) == 0
 
 
-def test_end_session_closes_only_that_sessions_connections() -> None:
-    manager = make_manager()
-    a, _ = connect(manager, 1, session="s1")
-    b, _ = connect(manager, 1, session="s2")
-    assert manager.end_session("s1") == 1
-    assert a.close_code == CloseCode.SESSION_ENDED and b.close_code is None
+async def test_a_committed_batch_is_published_once_then_acked(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as n:
+        alice, r_alice = connect(n.registry, 1, queue=10)
+        _, r_bob = connect(n.registry, 2, queue=10)
+        batch = [committed(1, 2, f"m{i}", 1000 + i, alice, f"c{i}") for i in range(3)]
+        batch.append(committed(1, 2, "late", 1003, alice, "c3", persisted=False))
+        await n.routes.committed(batch)
+        await settled(n.routes)
+        assert [len(b) for b in n.backplane.batches if b] == [4]  # one publish, four frames
+        got = [json.loads(f) for f in drain(r_bob)]
+        assert [f["content"] for f in got] == ["m0", "m1", "m2", "late"]
+        assert "persisted" not in got[0] and got[3]["persisted"] is False
+        acks = [json.loads(f) for f in drain(r_alice)]
+        assert [(a["client_id"], a["id"], a["persisted"]) for a in acks] == [
+            ("c0", 1000, True), ("c1", 1001, True), ("c2", 1002, True), ("c3", 1003, False)]
+        assert all(p.delivered for p in batch)
+
+
+async def test_everything_is_routed_in_the_order_it_was_queued(tmp_path: Path) -> None:
+    """Ephemeral sends and committed batches share one queue and one task."""
+    async with running_node(tmp_path) as n:
+        _, r_bob = connect(n.registry, 2, queue=10)
+        await n.routes.send([Delivery(ToUsers((2,)), b'{"n":"typing"}', "typing")])
+        await n.routes.committed([committed(1, 2, "hello", 2000)])
+        await n.routes.send([Delivery(ToUsers((2,)), b'{"n":"after"}', "custom")])
+        await settled(n.routes)
+        got = [json.loads(f) for f in drain(r_bob)]
+        assert [f.get("n") or f.get("content") for f in got] == ["typing", "hello", "after"]
+
+
+async def test_presence_changes_pass_the_backplane_as_control_events(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as n:
+        c1, _ = connect(n.registry, 5)
+        c2, _ = connect(n.registry, 5)
+        n.registry.unregister(c1)
+        n.registry.unregister(c2)
+        await settled(n.routes)
+        assert n.presence == [(5, True), (5, False)]
+        assert n.backplane.events == [PresenceChanged(5, True, "n1"),
+                                      PresenceChanged(5, False, "n1")]
+
+
+async def test_end_session_and_disconnect_user_go_through_the_backplane(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as n:
+        a, _ = connect(n.registry, 1, session="s1")
+        b, _ = connect(n.registry, 2)
+        assert await n.manager.end_session("s1") == 1
+        assert a.close_code == 4001
+        assert connect(n.registry, 1, session="s1")[0].closed  # a late handshake is refused
+        assert await n.manager.disconnect_user(2, 1001) == 1
+        assert b.close_code == 1001
+        n.manager.membership_changed(9)
+        await settled(n.routes)
+        kinds = [type(e).__name__ for e in n.backplane.events
+                 if not isinstance(e, PresenceChanged)]
+        assert kinds == ["SessionEnded", "DisconnectUser", "MembershipChanged"]
+
+
+async def test_a_failing_job_does_not_stop_routing(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as n:
+        _, r = connect(n.registry, 1)
+        broken = Pending(target=ToUsers((1,)), frame={"no": "type"})  # no "type" key
+        await n.routes.committed([broken])
+        assert await n.manager.send_to_user(1, {"type": "x"}) == 1
+        assert broken.delivered and drain(r) == [b'{"type":"x"}']
 
 
 def test_listening_socket_sets_tcp_user_timeout() -> None:
@@ -120,17 +188,6 @@ def test_listening_socket_sets_tcp_user_timeout() -> None:
             assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) == 7500
     finally:
         sock.close()
-
-
-def test_a_socket_registering_after_its_session_ended_is_closed_at_once() -> None:
-    """The handshake resolved the session, then logout ended it before the socket registered."""
-    manager = make_manager()
-    manager.end_session("gone")
-    late, receive = connect(manager, 1, session="gone")
-    assert late.close_code == CloseCode.SESSION_ENDED and not manager.is_online(1)
-    assert drain(receive) == []
-    fresh, _ = connect(manager, 1, session="new")
-    assert fresh.close_code is None and manager.is_online(1)
 
 
 async def test_notify_returns_only_once_the_frame_is_queued_to_the_connections() -> None:
@@ -153,3 +210,13 @@ async def test_notify_returns_only_once_the_frame_is_queued_to_the_connections()
                 for i in range(20):
                     frame = await server.receive_json(ws)
                     assert frame["message"] == f"n{i}"
+
+
+def test_a_full_route_queue_drops_control_events_and_counts_them() -> None:
+    """Synchronous callers (the registry's presence changes) never block on the queue."""
+    metrics = Metrics()
+    routes = RouteQueue(2, metrics=metrics)
+    assert routes.control_nowait(PresenceChanged(1, True, "n1"))
+    assert routes.control_nowait(PresenceChanged(2, True, "n1"))
+    assert not routes.control_nowait(PresenceChanged(3, True, "n1"))
+    assert routes.dropped == 1 and metrics.control_dropped._value.get() == 1

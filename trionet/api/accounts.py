@@ -139,7 +139,7 @@ async def logout() -> Response:
     identity = await current_identity()
     if identity.session_key is not None:
         await svc.store.delete_session(identity.session_key)
-        svc.manager.end_session(identity.session_key)
+        await svc.manager.end_session(identity.session_key)
     response = json_response({"ok": True})
     response.delete_cookie(svc.settings.cookie_name, path="/")
     return response

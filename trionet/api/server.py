@@ -120,7 +120,7 @@ async def broadcast() -> Response:
         raise ApiError(400, ErrorCode.BAD_REQUEST,
                        f"invalid body: `content` is longer than {limit} characters")
     frame = {"type": "broadcast", "from": None, "content": body.content, "timestamp": now_iso()}
-    delivered = svc.manager.broadcast_to_all(frame)
+    delivered = await svc.manager.broadcast_to_all(frame)
     return json_response({"delivered": delivered, "timestamp": frame["timestamp"]})
 
 

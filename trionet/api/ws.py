@@ -92,7 +92,7 @@ class WebSocketEndpoint:
         # nothing of the handshake is kept for the connection's lifetime
         del headers, handshake, params, scope, event
         limit = svc.settings.max_connections_per_user
-        if not svc.manager.reserve(identity.user_id, limit):
+        if not svc.registry.reserve(identity.user_id, limit):
             svc.metrics.limited.labels("connections_per_user").inc()
             await _reject(send, 429, ErrorCode.TOO_MANY_REQUESTS,
                           f"this user has {limit} connections open already (the limit);"
@@ -113,7 +113,7 @@ class WebSocketEndpoint:
                 if direct is not None:
                     svc.metrics.direct_connections.dec()
         finally:
-            svc.manager.release(identity.user_id)
+            svc.registry.release(identity.user_id)
 
 
 def _id_param(params: dict[str, str], name: str) -> int | None:

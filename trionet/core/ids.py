@@ -29,6 +29,13 @@ class IdAllocator:
         self._ms = floor >> _SHIFT
         self._seq = _SEQ_MAX  # the floor's millisecond is used up
 
+    def raise_floor(self, floor: int) -> None:
+        """Never return an id at or below ``floor`` (the highest id already stored)."""
+        ms = floor >> _SHIFT
+        if ms >= self._ms:
+            self._ms = ms
+            self._seq = _SEQ_MAX
+
     def next(self) -> int:
         """A new id, greater than every id this allocator returned before."""
         now = int(time.time() * 1000) - EPOCH_MS

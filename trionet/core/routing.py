@@ -1,60 +1,96 @@
-"""Who receives what: pure functions over the registry, no I/O."""
+"""Who receives what: targets as plain data, and pure functions over a registry, no I/O.
+
+A target names users, a group (with the members it had when the frame was accepted) or
+everyone, and optionally one connection to leave out, by ids (:class:`ConnRef`: the node and
+the connection's number on it), never by object: a target can be serialised
+(:func:`target_to_wire`) and resolved on any node against that node's own connections.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
-__all__ = ["ToAll", "ToUsers", "Target", "private_target", "group_target", "recipients"]
+__all__ = ["ConnRef", "ToAll", "ToGroup", "ToUsers", "Target", "private_target",
+           "group_target", "recipients", "target_to_wire", "target_from_wire"]
 
-C = TypeVar("C")
+
+@dataclass(frozen=True, slots=True)
+class ConnRef:
+    """One connection, by ids: the node that holds it and its number there."""
+
+    node: str
+    conn: int
 
 
 @dataclass(frozen=True, slots=True)
 class ToUsers:
-    """Every connection of these users, except ``exclude`` (a connection)."""
+    """Every connection of these users, except ``exclude``."""
 
     user_ids: Collection[int]
-    exclude: object | None = None
+    exclude: ConnRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToGroup:
+    """Every connection of the group's accepted members, except ``exclude``.
+
+    ``members`` are the members when the frame was accepted; whoever delivers it may use a
+    fresher list of the same group (membership can change while a message is committed).
+    """
+
+    group_id: int
+    members: Collection[int]
+    exclude: ConnRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ToAll:
     """Every connection, except ``exclude``."""
 
-    exclude: object | None = None
+    exclude: ConnRef | None = None
 
 
-Target = ToUsers | ToAll
+Target = ToUsers | ToGroup | ToAll
 
 
-def private_target(sender_id: int, to: int, origin: object | None) -> ToUsers:
+def private_target(sender_id: int, to: int, origin: ConnRef | None) -> ToUsers:
     """A private message reaches the recipient's connections and the sender's other ones."""
     return ToUsers((to,) if to == sender_id else (to, sender_id), origin)
 
 
-def group_target(members: Collection[int], origin: object | None) -> ToUsers:
+def group_target(group_id: int, members: Collection[int], origin: ConnRef | None) -> ToGroup:
     """A group message reaches every connection of every accepted member but the sending one."""
-    return ToUsers(members, origin)
+    return ToGroup(group_id, members, origin)
 
 
-def recipients(target: Target, registry: Mapping[int, Iterable[C]]) -> Iterator[C]:
-    """The connections ``target`` addresses, each once."""
+class _Numbered(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+C = TypeVar("C", bound=_Numbered)
+
+
+def recipients(target: Target, registry: Mapping[int, Iterable[C]], node: str = "") -> Iterator[C]:
+    """The connections of this ``node`` (its ``registry``: user id -> connections) that
+    ``target`` addresses, each once."""
     exclude = target.exclude
+    skip = exclude.conn if exclude is not None and exclude.node == node else None
     if isinstance(target, ToAll):
         for conns in registry.values():
             for conn in conns:
-                if conn is not exclude:
+                if conn.id != skip:
                     yield conn
         return
-    users = target.user_ids
+    users = target.user_ids if isinstance(target, ToUsers) else target.members
     if len(users) > len(registry):  # a big group with few online: walk the registry
         wanted = users if isinstance(users, (set, frozenset)) else set(users)
         for uid, conns in registry.items():
             if uid in wanted:
                 for conn in conns:
-                    if conn is not exclude:
+                    if conn.id != skip:
                         yield conn
         return
     if not isinstance(users, (set, frozenset)) and len(users) > 1:
@@ -63,5 +99,36 @@ def recipients(target: Target, registry: Mapping[int, Iterable[C]]) -> Iterator[
         found = registry.get(uid)
         if found:
             for conn in found:
-                if conn is not exclude:
+                if conn.id != skip:
                     yield conn
+
+
+def target_to_wire(target: Target) -> dict[str, Any]:
+    """A target as JSON-ready data (for a backplane between processes)."""
+    out: dict[str, Any]
+    if isinstance(target, ToUsers):
+        out = {"to": "users", "users": sorted(set(target.user_ids))}
+    elif isinstance(target, ToGroup):
+        out = {"to": "group", "group": target.group_id, "users": sorted(set(target.members))}
+    else:
+        out = {"to": "all"}
+    if target.exclude is not None:
+        out["except"] = [target.exclude.node, target.exclude.conn]
+    return out
+
+
+def target_from_wire(data: Mapping[str, Any]) -> Target:
+    """The inverse of :func:`target_to_wire`; ValueError for anything else."""
+    try:
+        raw = data.get("except")
+        exclude = None if raw is None else ConnRef(str(raw[0]), int(raw[1]))
+        kind = data["to"]
+        if kind == "users":
+            return ToUsers(frozenset(int(u) for u in data["users"]), exclude)
+        if kind == "group":
+            return ToGroup(int(data["group"]), frozenset(int(u) for u in data["users"]), exclude)
+        if kind == "all":
+            return ToAll(exclude)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ValueError(f"not a target: {data!r}") from exc
+    raise ValueError(f"not a target: {data!r}")

@@ -17,16 +17,20 @@ from ..core import protocol
 from ..core.clock import now_iso
 from ..core.dedupe import Receipt, RecentSends, fingerprint, record_fingerprint, reused_message
 from ..core.errors import CloseCode, ErrorCode, FrameError, StoreUnavailable
+from ..core.events import Delivery
 from ..core.frames import message_frame, notification_frame
-from ..core.ids import id_to_iso
+from ..core.ids import IdAllocator, id_to_iso
 from ..core.ratelimit import FloodGate, TokenBucket, Verdict
 from ..core.resume import frame_id, plan_replay, replay_pages
+from ..core.routing import ConnRef, Target
 from ..interfaces import Identity, MessagePersister, MessageRecord
 from ..metrics import Metrics
 from ..settings import Settings
-from .committer import Pending
-from .manager import Conn, Manager
+from .committer import GroupCommitter, Pending
+from .membership import MembershipCache
 from .messagetypes import MessageType, MessageTypes
+from .registry import Conn, Registry
+from .routequeue import RouteQueue
 
 __all__ = ["ConnectionGone", "ConnectionServices", "Transport", "serve_connection"]
 
@@ -71,7 +75,11 @@ class ConnectionServices(Protocol):
     is the one an app builds)."""
 
     settings: Settings
-    manager: Manager
+    registry: Registry
+    routes: RouteQueue
+    committer: GroupCommitter
+    membership: MembershipCache
+    ids: IdAllocator
     metrics: Metrics
     message_types: MessageTypes
     persister: MessagePersister
@@ -90,13 +98,13 @@ _NOTHING_REPLAYED: frozenset[int] = frozenset()
 class _Session:
     """What the reader and the writer of one connection share."""
 
-    __slots__ = ("services", "settings", "manager", "conn", "ws", "gate", "coalesce",
+    __slots__ = ("services", "settings", "registry", "conn", "ws", "gate", "coalesce",
                  "replayed", "dedupe_until", "check_store_until", "type_buckets")
 
     def __init__(self, services: ConnectionServices, conn: Conn, ws: Transport) -> None:
         self.services = services
         self.settings = services.settings
-        self.manager = services.manager
+        self.registry = services.registry
         self.conn = conn
         self.ws = ws
         s = services.settings
@@ -111,7 +119,7 @@ class _Session:
 
     def error(self, code: str, message: str, client_id: str | None = None) -> None:
         self.services.metrics.errors.labels(code).inc()
-        self.manager.reply(self.conn, protocol.encode_error(code, message, client_id))
+        self.registry.reply(self.conn, protocol.encode_error(code, message, client_id))
 
     async def reader(self) -> None:
         max_bytes = self.settings.max_message_bytes
@@ -125,7 +133,7 @@ class _Session:
                 continue  # closing: read (and drop) until the peer's close arrives
             if len(data) > max_bytes // 4 and len(
                     data.encode() if isinstance(data, str) else data) > max_bytes:
-                self.manager.close(self.conn, CloseCode.MESSAGE_TOO_BIG)
+                self.registry.close(self.conn, CloseCode.MESSAGE_TOO_BIG)
                 continue
             # every frame counts, binary and malformed ones included
             verdict = self.gate.admit(trio.current_time())
@@ -153,7 +161,7 @@ class _Session:
         floods (one answer a second), or the connection closed after sustained flooding."""
         self.services.metrics.rate_limited.inc()
         if verdict is Verdict.CLOSE:
-            self.manager.close(self.conn, CloseCode.POLICY_VIOLATION)
+            self.registry.close(self.conn, CloseCode.POLICY_VIOLATION)
         elif verdict is Verdict.REFUSE:
             cid = protocol.client_id_of(data) if isinstance(data, str) else None
             self.error(ErrorCode.RATE_LIMITED, "too many frames; slow down", cid)
@@ -164,7 +172,7 @@ class _Session:
             raw, max_content_chars=self.settings.max_content_chars, types=types)
         name = frame.__struct_config__.tag
         if name == "ping":
-            self.manager.reply(self.conn, protocol.encode({"type": "pong",
+            self.registry.reply(self.conn, protocol.encode({"type": "pong",
                                                            "client_id": frame.client_id}))
             return
         mtype = types.by_name[name]
@@ -186,7 +194,7 @@ class _Session:
                 if await self._resent(client_id, fp):
                     return
             self._check_available(client_id)
-            mid = self.manager.ids.next()
+            mid = self.services.ids.next()
             record = MessageRecord(
                 id=mid, kind=route.kind, sender_id=self.conn.user_id, content=content,
                 created_at=id_to_iso(mid), recipient_id=route.scope.get("to"),
@@ -197,9 +205,9 @@ class _Session:
         ts = now_iso()
         out = {"type": name, "from": self.conn.user_id, **route.scope, **mtype.payload(frame),
                "timestamp": ts}
-        self.manager.dispatch(route.target, protocol.encode(out), name)
+        await self.services.routes.send([Delivery(route.target, protocol.encode(out), name)])
         if client_id is not None:
-            self.manager.reply(self.conn, protocol.encode_ack(client_id, None, ts, False))
+            self.registry.reply(self.conn, protocol.encode_ack(client_id, None, ts, False))
 
     def _take_type_token(self, mtype: MessageType, frame: Any) -> None:
         buckets = self.type_buckets
@@ -222,28 +230,26 @@ class _Session:
         return self.conn.user_id
 
     @property
-    def origin(self) -> Conn:
-        return self.conn
+    def origin(self) -> ConnRef:
+        return self.conn.ref
 
     async def user_exists(self, user_id: int) -> bool:
         return await self.services.user_exists(user_id)
 
     async def group_members(self, group_id: int) -> frozenset[int] | None:
-        return await self.manager.membership.members(group_id)
+        return await self.services.membership.members(group_id)
 
     async def is_admin(self, user_id: int) -> bool:
         return await self.services.is_admin(user_id)
 
     def _check_available(self, client_id: str | None) -> None:
-        committer = self.manager.committer
-        if committer is not None and not committer.available:
+        if not self.services.committer.available:
             raise FrameError(ErrorCode.UNAVAILABLE,
                              "storage is failing and the retry buffer is full; try again later",
                              client_id)
 
-    async def _submit(self, record: MessageRecord, target: object, fp: bytes | None) -> None:
-        committer = self.manager.committer
-        assert committer is not None
+    async def _submit(self, record: MessageRecord, target: Target, fp: bytes | None) -> None:
+        committer = self.services.committer
         pending = Pending(message=record, target=target, frame=message_frame(record),
                           origin=self.conn, client_id=record.client_id)
         if record.client_id is not None and fp is not None:
@@ -272,7 +278,7 @@ class _Session:
             if receipt.reused:
                 raise FrameError(ErrorCode.CLIENT_ID_REUSED, reused_message(client_id),
                                  client_id)
-            self.manager.reply(self.conn, protocol.encode_ack(
+            self.registry.reply(self.conn, protocol.encode_ack(
                 client_id, receipt.id, receipt.created_at, receipt.persisted))
             return True
         if not check_store:
@@ -282,7 +288,7 @@ class _Session:
             return False
         if record_fingerprint(stored) != fp:
             raise FrameError(ErrorCode.CLIENT_ID_REUSED, reused_message(client_id), client_id)
-        self.manager.reply(self.conn, protocol.encode_ack(client_id, stored.id,
+        self.registry.reply(self.conn, protocol.encode_ack(client_id, stored.id,
                                                           stored.created_at, True))
         return True
 
@@ -395,13 +401,13 @@ async def serve_connection(
     so nothing falls between the two.
     """
     send, receive = trio.open_memory_channel[bytes](services.settings.send_queue)
-    conn = Conn(identity, send)
+    conn = services.registry.connection(identity, send)
     session = _Session(services, conn, ws)
     session.coalesce = coalesce
     resume = None if since is None else (since, since_notification)
     if resume is not None:
         session.check_store_until = trio.current_time() + DEDUPE_SECONDS
-    services.manager.register(conn)
+    services.registry.register(conn)
     services.open_handlers += 1
     try:
         async with trio.open_nursery() as nursery:
@@ -421,7 +427,7 @@ async def serve_connection(
             await session.reader()
             nursery.cancel_scope.cancel()
     finally:
-        services.manager.unregister(conn)
+        services.registry.unregister(conn)
         services.open_handlers -= 1
         conn.closed = True
         send.close()

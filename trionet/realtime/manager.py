@@ -1,234 +1,85 @@
-"""The central manager: owns the registry of connections and routes every frame.
+"""The central manager task, and the manager API an application calls.
 
-The manager never awaits a client: each delivery is a ``send_nowait`` of an already-encoded
-string into the recipient's bounded channel. A full channel marks a slow consumer, which is
-unregistered and closed with 4008 once its queued frames are written.
+One task per process routes everything: committed batches of private, group, custom and
+notification records, ephemeral sends (typing, custom types, broadcasts, presence, the server
+API's pushes) and control events. They reach it through one bounded :class:`RouteQueue`; it
+publishes each to the :class:`~trionet.backplane.Backplane` once (a committed batch as one
+list of deliveries), and the backplane hands them to the :class:`~.fanout.Fanout` of every
+node, this one included. Acks go straight to the sending connection once its record is
+routed.
+
+The manager never awaits a client: the fan-out puts already-encoded frames into bounded
+outboxes. The seed's API (:meth:`Manager.send_to_user`, :meth:`~Manager.broadcast_to_group`,
+:meth:`~Manager.broadcast_to_all`, :meth:`~Manager.is_online`, :meth:`~Manager.notify`) is
+the public face.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
 
+from ..backplane import Backplane
 from ..core import protocol
 from ..core.dedupe import reused_message
 from ..core.errors import CloseCode, ErrorCode
-from ..core.frames import RESERVED_NOTIFICATION_KEYS, notification_frame
-from ..core.ids import IdAllocator, id_to_iso
-from ..core.routing import Target, ToAll, ToUsers, group_target, recipients
-from ..interfaces import Identity, NotificationRecord
+from ..core.events import Delivery, DisconnectUser, MembershipChanged, SessionEnded
+from ..core.routing import Target, ToAll, ToUsers, group_target
 from ..metrics import Metrics
-from .committer import GroupCommitter, Pending
+from .committer import Pending
+from .fanout import Fanout
 from .membership import MembershipCache
+from .notifier import Notifier
+from .registry import Conn, Registry
+from .routequeue import Control, Job, RouteQueue, Send
 
 __all__ = ["Conn", "Manager", "reused_error"]
 
 log = logging.getLogger("trionet.manager")
 
-#: how long an ended session is remembered, to refuse sockets whose handshake raced its end
-REVOKED_SECONDS = 300.0
+#: how often connections with an expired credential are looked for
+SWEEP_SECONDS = 15.0
 
-class Conn:
-    """One WebSocket connection as the manager sees it: a user and a bounded outbox."""
 
-    __slots__ = ("id", "user_id", "identity", "outbox", "close_code", "closed", "__weakref__")
-    _ids = itertools.count(1)
-
-    def __init__(self, identity: Identity, outbox: trio.MemorySendChannel[bytes]) -> None:
-        self.id = next(self._ids)
-        self.user_id = identity.user_id
-        self.identity = identity
-        self.outbox = outbox
-        self.close_code: int | None = None
-        self.closed = False
-
-    def push(self, frame: bytes) -> bool:
-        """Queue an encoded frame; False when the outbox is full (a slow consumer)."""
-        if self.closed:
-            return True
-        try:
-            self.outbox.send_nowait(frame)
-        except trio.WouldBlock:
-            return False
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self.closed = True
-        return True
-
-    def end(self, code: int) -> None:
-        """Stop taking frames; the writer sends what is queued, then closes with ``code``."""
-        if not self.closed:
-            self.closed = True
-            self.close_code = code
-            self.outbox.close()
-
-    def __repr__(self) -> str:
-        return f"<Conn {self.id} user={self.user_id}>"
+def _ignore(user_id: int, online: bool) -> None:
+    pass
 
 
 class Manager:
-    """Registry and router. Start :meth:`run` with ``nursery.start`` before serving."""
+    """Start :meth:`run` with ``nursery.start`` before serving."""
 
     def __init__(
         self,
         *,
-        metrics: Metrics,
+        registry: Registry,
         membership: MembershipCache,
-        ids: IdAllocator,
-        inbox_size: int = 4096,
+        backplane: Backplane,
+        queue: RouteQueue,
+        notifier: Notifier,
+        metrics: Metrics,
+        on_presence: Callable[[int, bool], None] = _ignore,
     ) -> None:
-        self.metrics = metrics
+        self.registry = registry
         self.membership = membership
-        self.ids = ids
-        self.committer: GroupCommitter | None = None
-        self._registry: dict[int, list[Conn]] = {}
-        self._count = 0
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[list[Pending]](inbox_size)
-        self._running = False
-        #: called with (user_id, online) when a user's first connection opens or last closes
-        self.on_presence: Callable[[int, bool], None] | None = None
-        #: called with the recipients once notify_many's notifications are committed
-        self.on_notified: Callable[[list[int]], None] | None = None
-        #: sessions ended recently (key -> monotonic time): a socket whose handshake raced
-        #: the logout is refused when it registers
-        self._revoked: dict[str, float] = {}
-        #: per user, WebSocket handlers running (handshakes included), for the per-user cap
-        self._slots: dict[int, int] = {}
+        self.backplane = backplane
+        self.queue = queue
+        self.notifier = notifier
+        self.metrics = metrics
+        self.fanout = Fanout(registry, membership, metrics, on_presence=on_presence)
 
-    # -- registry ---------------------------------------------------------------------------
-
-    def reserve(self, user_id: int, limit: int) -> bool:
-        """Take one of the user's ``limit`` connection slots (0: no limit) for a WebSocket
-        handler, from its handshake to its end; False when all are taken. Every True must be
-        matched by one :meth:`release`."""
-        held = self._slots.get(user_id, 0)
-        if limit and held >= limit:
-            return False
-        self._slots[user_id] = held + 1
-        return True
-
-    def release(self, user_id: int) -> None:
-        """Give back a slot taken by :meth:`reserve`."""
-        held = self._slots.get(user_id, 0) - 1
-        if held > 0:
-            self._slots[user_id] = held
-        else:
-            self._slots.pop(user_id, None)
-
-    def register(self, conn: Conn) -> bool:
-        """Add a connection; True when it is the user's first (the user came online).
-
-        A connection whose session was ended while its handshake ran is closed (4001) at once.
-        """
-        key = conn.identity.session_key
-        if key is not None and key in self._revoked:
-            conn.end(CloseCode.SESSION_ENDED)
-            return False
-        conns = self._registry.setdefault(conn.user_id, [])
-        conns.append(conn)
-        self._count += 1
-        self.metrics.connections.set(self._count)
-        self.metrics.online_users.set(len(self._registry))
-        first = len(conns) == 1
-        if first and self.on_presence is not None:
-            self.on_presence(conn.user_id, True)
-        return first
-
-    def unregister(self, conn: Conn) -> bool:
-        """Remove a connection (idempotent); True when it was the user's last."""
-        conns = self._registry.get(conn.user_id)
-        if not conns or conn not in conns:
-            return False
-        conns.remove(conn)
-        self._count -= 1
-        last = not conns
-        if last:
-            del self._registry[conn.user_id]
-        self.metrics.connections.set(self._count)
-        self.metrics.online_users.set(len(self._registry))
-        if last and self.on_presence is not None:
-            self.on_presence(conn.user_id, False)
-        return last
+    # -- the public face ----------------------------------------------------------------------
 
     def is_online(self, user_id: int) -> bool:
-        """True while the user has at least one open connection."""
-        return user_id in self._registry
+        """True while the user has a connection to this process."""
+        return self.registry.is_online(user_id)
 
-    def connections(self, user_id: int | None = None) -> list[Conn]:
-        """Open connections of one user, or of everyone."""
-        if user_id is not None:
-            return list(self._registry.get(user_id, ()))
-        return [c for conns in self._registry.values() for c in conns]
-
-    @property
-    def connection_count(self) -> int:
-        return self._count
-
-    def close(self, conn: Conn, code: int) -> None:
-        """Unregister ``conn`` and close it with ``code`` after its queued frames."""
-        self.unregister(conn)
-        conn.end(code)
-
-    def close_all(self, code: int) -> None:
-        for conn in self.connections():
-            self.close(conn, code)
-
-    def end_session(self, session_key: str) -> int:
-        """Close (4001) every connection opened with this session; returns how many."""
-        self._revoked[session_key] = time.monotonic()
-        ended = [c for c in self.connections() if c.identity.session_key == session_key]
-        for conn in ended:
-            self.close(conn, CloseCode.SESSION_ENDED)
-        return len(ended)
-
-    def end_expired(self, now: float | None = None) -> int:
-        """Close (4001) connections whose credential has expired."""
-        now = time.time() if now is None else now
-        ended = [
-            c for c in self.connections()
-            if c.identity.expires_at is not None and c.identity.expires_at <= now
-        ]
-        for conn in ended:
-            self.close(conn, CloseCode.SESSION_ENDED)
-        return len(ended)
-
-    # -- routing ----------------------------------------------------------------------------
-
-    def dispatch(self, target: Target, frame: bytes, kind: str) -> int:
-        """Queue ``frame`` for every connection ``target`` addresses; returns how many.
-
-        This is the one place frames fan out; a backplane publishes from here too.
-        """
-        slow: list[Conn] | None = None
-        sent = 0
-        for conn in recipients(target, self._registry):
-            if conn.push(frame):
-                sent += 1
-            else:
-                slow = slow or []
-                slow.append(conn)
-        if slow:
-            for conn in slow:
-                log.info("closing slow consumer %r", conn)
-                self.metrics.slow_consumers.inc()
-                self.close(conn, CloseCode.SLOW_CONSUMER)
-        self.metrics.frames_out.labels(kind).inc()
-        self.metrics.deliveries.inc(sent)
-        return sent
-
-    def reply(self, conn: Conn, frame: bytes) -> None:
-        """Queue a frame for one connection (an ack or an error)."""
-        if not conn.push(frame):
-            self.metrics.slow_consumers.inc()
-            self.close(conn, CloseCode.SLOW_CONSUMER)
-
-    def send_to_user(self, user_id: int, frame: dict[str, Any] | str | bytes) -> int:
-        """Push a frame (a dict, or JSON text) to every connection of one user; not persisted."""
-        return self.dispatch(ToUsers((user_id,)), _encoded(frame), _kind(frame))
+    async def send_to_user(self, user_id: int, frame: dict[str, Any] | str | bytes) -> int:
+        """Push a frame (a dict, or JSON text) to every connection of one user; not persisted.
+        Returns how many of this process's connections it was queued to."""
+        return await self.send(ToUsers((user_id,)), frame)
 
     async def broadcast_to_group(
         self, group_id: int, frame: dict[str, Any] | str | bytes
@@ -237,15 +88,17 @@ class Manager:
         members = await self.membership.members(group_id)
         if not members:
             return 0
-        return self.dispatch(group_target(members, None), _encoded(frame), _kind(frame))
+        return await self.send(group_target(group_id, members, None), frame)
 
-    def broadcast_to_all(self, frame: dict[str, Any] | str | bytes) -> int:
+    async def broadcast_to_all(self, frame: dict[str, Any] | str | bytes) -> int:
         """Push a frame to every connection (not persisted)."""
-        return self.dispatch(ToAll(), _encoded(frame), _kind(frame))
+        return await self.send(ToAll(), frame)
 
-    def membership_changed(self, group_id: int) -> None:
-        """Call when a group's membership changed outside trionet's API."""
-        self.membership.invalidate(group_id)
+    async def send(self, target: Target, frame: dict[str, Any] | str | bytes) -> int:
+        """Push a frame to whatever ``target`` addresses (not persisted); returns once it is
+        queued, with how many of this process's connections got it."""
+        return await self.queue.send([Delivery(target, _encoded(frame), _kind(frame))],
+                                     wait=True)
 
     async def notify(
         self, user_id: int, subtype: str, message: str, /, **payload: Any
@@ -256,90 +109,99 @@ class Manager:
         ``payload`` keys join the frame beside ``subtype`` and ``message``; they never
         replace ``type``, ``id``, ``subtype``, ``message`` or ``timestamp``.
         """
-        return (await self.notify_many([user_id], subtype, message, payload))[0]
+        return (await self.notifier.notify_many([user_id], subtype, message, payload))[0]
 
     async def notify_many(
         self, user_ids: Iterable[int], subtype: str, message: str, payload: dict[str, Any]
     ) -> list[dict[str, Any]]:
         """:meth:`notify` for several users at once, committed together."""
-        assert self.committer is not None, "manager is not running"
-        extra = {k: v for k, v in payload.items() if k not in RESERVED_NOTIFICATION_KEYS}
-        pendings: list[Pending] = []
-        for uid in user_ids:
-            nid = self.ids.next()
-            record = NotificationRecord(
-                id=nid, user_id=uid, subtype=subtype, message=message, created_at=id_to_iso(nid),
-                payload=extra,
-            )
-            frame = notification_frame(record)
-            pending = Pending(notification=record, target=ToUsers((uid,)), frame=frame,
-                              done=trio.Event())
-            pendings.append(pending)
-            await self.committer.submit(pending)
-        for pending in pendings:
-            assert pending.done is not None
-            await pending.done.wait()
-        if self.on_notified is not None:
-            self.on_notified([p.notification.user_id for p in pendings if p.notification])
-        return [p.frame for p in pendings if p.frame is not None]
+        return await self.notifier.notify_many(user_ids, subtype, message, payload)
 
-    # -- the pump ---------------------------------------------------------------------------
+    def membership_changed(self, group_id: int) -> None:
+        """Call when a group's membership changed outside trionet's API: its cached members
+        are forgotten here at once, and on every node through the backplane."""
+        self.membership.invalidate(group_id)
+        self.queue.control_nowait(MembershipChanged(group_id))
 
-    async def deliver_batch(self, batch: list[Pending]) -> None:
-        """Hand a committed batch to the manager task (called by the committer)."""
-        await self._inbox_send.send(batch)
+    async def end_session(self, session_key: str) -> int:
+        """Close (4001) every connection opened with this session; returns how many of this
+        process's it closed. A socket of the session still in its handshake is refused."""
+        self.registry.revoke(session_key)
+        return await self.queue.control(SessionEnded(session_key))
 
-    def _deliver(self, batch: list[Pending]) -> None:
+    async def disconnect_user(self, user_id: int, code: int = CloseCode.SESSION_ENDED) -> int:
+        """Close every connection of a user (4001 unless ``code`` says otherwise), for a
+        banned or deleted account; returns how many of this process's it closed."""
+        return await self.queue.control(DisconnectUser(user_id, code))
+
+    # -- the task -----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Route everything queued until cancelled; sweep expired sessions every 15 s."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.backplane.run, self.fanout)
+            nursery.start_soon(self._sweep)
+            task_status.started()
+            async for job in self.queue.receiver:
+                try:
+                    await self._route(job)
+                except Exception:  # a bug in one job must not stop routing
+                    log.exception("routing failed")
+                finally:  # "done" means routed: the frames are in their connections' queues
+                    _settle(job)
+
+    async def _route(self, job: Job) -> None:
+        if isinstance(job, Send):
+            job.count = await self.backplane.publish(job.deliveries)
+        elif isinstance(job, Control):
+            job.count = await self.backplane.publish_control(job.event)
+        else:
+            await self._route_committed(job)
+
+    async def _route_committed(self, batch: list[Pending]) -> None:
+        """Publish a committed batch once, then ack each record to its sender."""
+        deliveries: list[Delivery] = []
+        acks: list[tuple[Conn, bytes]] = []
         for p in batch:
             frame = p.frame
             if frame is None:
                 continue
+            origin = p.origin
             if p.duplicate_of is not None:  # a resend of a stored message: its original ack
-                if p.client_id is not None and p.origin is not None:
+                if p.client_id is not None and origin is not None:
                     oid, ots = p.duplicate_of
-                    self.reply(p.origin, protocol.encode_ack(p.client_id, oid, ots, True)
-                               if not p.reused else reused_error(p.client_id))
+                    acks.append((origin, protocol.encode_ack(p.client_id, oid, ots, True)
+                                 if not p.reused else reused_error(p.client_id)))
                 p.frame = p.target = p.origin = None
                 continue
             if not p.persisted:
                 frame = {**frame, "persisted": False}
-            text = protocol.encode(frame)
-            target = p.target
-            if p.message is not None and p.message.kind == "group":
-                # membership may have changed while the message was committed
-                current = self.membership.peek(p.message.group_id or 0)
-                if current is not None:
-                    target = group_target(current, target.exclude)
-            self.dispatch(target, text, str(frame["type"]))
-            if p.client_id is not None and p.origin is not None:
+            deliveries.append(Delivery(p.target, protocol.encode(frame), str(frame["type"])))
+            if p.client_id is not None and origin is not None:
                 rid = p.message.id if p.message is not None else None
-                ts = frame["timestamp"]
-                self.reply(p.origin, protocol.encode_ack(p.client_id, rid, ts, p.persisted))
+                acks.append((origin, protocol.encode_ack(p.client_id, rid, frame["timestamp"],
+                                                         p.persisted)))
             if p.message is not None:  # kept a while for resends: drop what is not needed
                 p.frame = p.target = p.origin = None
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Route committed batches until cancelled; sweep expired sessions every 15 s."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._sweep)
-            self._running = True
-            task_status.started()
-            async for batch in self._inbox_recv:
-                try:
-                    self._deliver(batch)
-                except Exception:  # a bug in one batch must not stop routing
-                    log.exception("delivery of a batch failed")
-                finally:  # "done" means routed: the frames are in their connections' queues
-                    for p in batch:
-                        p.routed()
+        if deliveries:
+            await self.backplane.publish(deliveries)
+        reply = self.registry.reply
+        for conn, ack in acks:
+            reply(conn, ack)
 
     async def _sweep(self) -> None:
         while True:
-            await trio.sleep(15)
-            self.end_expired()
-            cutoff = time.monotonic() - REVOKED_SECONDS  # handshakes take far less than this
-            for key in [k for k, at in self._revoked.items() if at < cutoff]:
-                del self._revoked[key]
+            await trio.sleep(SWEEP_SECONDS)
+            self.registry.end_expired()
+            self.registry.forget_revoked()
+
+
+def _settle(job: Job) -> None:
+    if isinstance(job, list):
+        for p in job:
+            p.routed()
+    elif job.done is not None:
+        job.done.set()
 
 
 def reused_error(client_id: str) -> bytes:

@@ -19,15 +19,12 @@ from __future__ import annotations
 import typing
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import msgspec
 
 from ..core.errors import ErrorCode, FrameError
-from ..core.routing import Target, ToAll, ToUsers, group_target, private_target
-
-if TYPE_CHECKING:
-    from .manager import Conn
+from ..core.routing import ConnRef, Target, ToAll, ToUsers, group_target, private_target
 
 __all__ = [
     "BroadcastIn",
@@ -122,7 +119,7 @@ class RouteContext(Protocol):
     def sender_id(self) -> int: ...
 
     @property
-    def origin(self) -> Conn: ...
+    def origin(self) -> ConnRef: ...
 
     async def user_exists(self, user_id: int) -> bool: ...
 
@@ -164,7 +161,7 @@ def to_group(field_name: str = "group_id") -> Router:
         if members is None or ctx.sender_id not in members:
             raise FrameError(ErrorCode.NOT_MEMBER, f"you are not a member of group {gid}",
                              frame.client_id)
-        return Route(group_target(members, ctx.origin), {"group_id": gid}, "group")
+        return Route(group_target(gid, members, ctx.origin), {"group_id": gid}, "group")
 
     return route
 
@@ -197,7 +194,7 @@ def to_everyone(*, admin_only: bool = True) -> Router:
     return route
 
 
-def to_users(user_ids: Iterable[int], origin: Conn | None = None) -> Route:
+def to_users(user_ids: Iterable[int], origin: ConnRef | None = None) -> Route:
     """A route to these users' connections (for routers an application writes itself)."""
     return Route(ToUsers(frozenset(user_ids), origin))
 

@@ -1,9 +1,10 @@
 """Presence events: tell related users when someone's first connection opens or last closes.
 
-The manager calls :meth:`Presence.hook` synchronously from ``register`` / ``unregister``; the
-hook only queues the change (a full queue drops it and counts the drop). One task,
-:meth:`Presence.run`, looks up who should hear of it in a worker thread and routes one
-encoded frame through ``Manager.dispatch``::
+The registry reports a user's first connection opening and last closing as a
+``PresenceChanged`` control event; the manager task publishes it, and the fan-out of the node
+that holds the connections calls :meth:`Presence.hook`, which only queues the change (a full
+queue drops it and counts the drop). One task, :meth:`Presence.run`, looks up who should
+hear of it in the store and routes one encoded frame through the manager's queue::
 
     {"type": "presence", "user_id": 7, "online": true, "timestamp": "2026-..."}
 
@@ -12,8 +13,8 @@ cap, clients poll ``GET /api/users/online``): those who share an accepted group 
 have a private conversation with them in which **both** sides have written
 (``Store.related_users``). One unsolicited message is no relation: a stranger
 who writes once learns nothing of the recipient's comings and goings until they answer. A
-second tab opening or closing sends nothing, because the manager only calls the hook for a
-user's first and last connection.
+second tab opening or closing sends nothing, because the registry only reports a user's first
+and last connection.
 
 The look-ups go through the store, one at a time; the store is closed only after this task
 has stopped (``Services.stop`` first, then ``Store.aclose``).
@@ -29,10 +30,11 @@ from prometheus_client import Counter
 
 from ..core import protocol
 from ..core.clock import now_iso
+from ..core.events import Delivery
 from ..core.routing import ToUsers
 from ..metrics import Metrics
 from ..store import MessageStore
-from .manager import Manager
+from .routequeue import RouteQueue
 
 __all__ = ["Presence"]
 
@@ -40,7 +42,7 @@ log = logging.getLogger("trionet.presence")
 
 
 class Presence:
-    """The presence pump. Install :meth:`hook` as ``Manager.on_presence``; start :meth:`run`.
+    """The presence pump. Give :meth:`hook` to the manager as ``on_presence``; start :meth:`run`.
 
     ``active`` is asked before queueing and before announcing: while it is false (the server
     is draining and everyone is being disconnected) changes are ignored.
@@ -49,7 +51,8 @@ class Presence:
     def __init__(
         self,
         store: MessageStore,
-        manager: Manager,
+        is_online: Callable[[int], bool],
+        queue: RouteQueue,
         metrics: Metrics,
         *,
         limit: int,
@@ -57,7 +60,8 @@ class Presence:
         queue_size: int = 4096,
     ) -> None:
         self._store = store
-        self._manager = manager
+        self._is_online = is_online
+        self._queue = queue
         self.limit = limit
         self._active = active
         self._send, self._recv = trio.open_memory_channel[tuple[int, bool, str]](queue_size)
@@ -94,7 +98,7 @@ class Presence:
     async def announce(self, user_id: int, online: bool, timestamp: str) -> int:
         """Send one presence frame to the related online users; returns how many connections."""
         # is_online is one dict membership test: safe to call from a store's worker thread
-        peers = await self._store.related_users(user_id, wanted=self._manager.is_online,
+        peers = await self._store.related_users(user_id, wanted=self._is_online,
                                                 limit=self.limit)
         if not peers:
             self.events.labels("nobody").inc()
@@ -103,4 +107,4 @@ class Presence:
             {"type": "presence", "user_id": user_id, "online": online, "timestamp": timestamp}
         )
         self.events.labels("sent").inc()
-        return self._manager.dispatch(ToUsers(peers), frame, "presence")
+        return await self._queue.send([Delivery(ToUsers(peers), frame, "presence")], wait=True)

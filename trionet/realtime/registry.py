@@ -1,0 +1,236 @@
+"""The registry of this node's connections: who is connected, and closing them.
+
+The seed's Register / Unregister / IsOnline, plus the per-user connection slots, the sessions
+ended recently (a socket whose handshake raced its logout is refused when it registers) and
+closing by session, by user and by expiry. It routes nothing: :mod:`.fanout` reads it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import trio
+
+from ..core.errors import CloseCode
+from ..core.routing import ConnRef
+from ..interfaces import Identity
+from ..metrics import Metrics
+
+__all__ = ["Conn", "Registry", "REVOKED_SECONDS"]
+
+log = logging.getLogger("trionet.manager")
+
+#: how long an ended session is remembered, to refuse sockets whose handshake raced its end
+REVOKED_SECONDS = 300.0
+
+
+class Conn:
+    """One WebSocket connection as the manager sees it: a user and a bounded outbox.
+
+    ``ref`` names it by ids (this node, its number), which is how targets leave it out.
+    """
+
+    __slots__ = ("id", "user_id", "identity", "outbox", "close_code", "closed", "ref",
+                 "__weakref__")
+    _ids = itertools.count(1)
+
+    def __init__(self, identity: Identity, outbox: trio.MemorySendChannel[bytes],
+                 node: str = "local") -> None:
+        self.id = next(self._ids)
+        self.user_id = identity.user_id
+        self.identity = identity
+        self.outbox = outbox
+        self.close_code: int | None = None
+        self.closed = False
+        self.ref = ConnRef(node, self.id)
+
+    def push(self, frame: bytes) -> bool:
+        """Queue an encoded frame; False when the outbox is full (a slow consumer)."""
+        if self.closed:
+            return True
+        try:
+            self.outbox.send_nowait(frame)
+        except trio.WouldBlock:
+            return False
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.closed = True
+        return True
+
+    def end(self, code: int) -> None:
+        """Stop taking frames; the writer sends what is queued, then closes with ``code``."""
+        if not self.closed:
+            self.closed = True
+            self.close_code = code
+            self.outbox.close()
+
+    def __repr__(self) -> str:
+        return f"<Conn {self.id} user={self.user_id}>"
+
+
+def _ignore(user_id: int, online: bool) -> None:
+    pass
+
+
+class Registry:
+    """This node's open connections, by user.
+
+    ``on_presence(user_id, online)`` is called (synchronously, it must not block) when a
+    user's first connection registers and when their last one unregisters.
+    """
+
+    def __init__(
+        self,
+        *,
+        metrics: Metrics,
+        node: str = "local",
+        on_presence: Callable[[int, bool], None] = _ignore,
+    ) -> None:
+        self.metrics = metrics
+        self.node = node
+        self._on_presence = on_presence
+        self._users: dict[int, list[Conn]] = {}
+        self._count = 0
+        #: sessions ended recently (key -> monotonic time)
+        self._revoked: dict[str, float] = {}
+        #: per user, WebSocket handlers running (handshakes included), for the per-user cap
+        self._slots: dict[int, int] = {}
+
+    @property
+    def users(self) -> Mapping[int, Sequence[Conn]]:
+        """user id -> that user's open connections (read-only; for the fan-out)."""
+        return self._users
+
+    def connection(self, identity: Identity, outbox: trio.MemorySendChannel[bytes]) -> Conn:
+        """A new connection of this node (not registered yet)."""
+        return Conn(identity, outbox, self.node)
+
+    # -- slots --------------------------------------------------------------------------------
+
+    def reserve(self, user_id: int, limit: int) -> bool:
+        """Take one of the user's ``limit`` connection slots (0: no limit) for a WebSocket
+        handler, from its handshake to its end; False when all are taken. Every True must be
+        matched by one :meth:`release`."""
+        held = self._slots.get(user_id, 0)
+        if limit and held >= limit:
+            return False
+        self._slots[user_id] = held + 1
+        return True
+
+    def release(self, user_id: int) -> None:
+        """Give back a slot taken by :meth:`reserve`."""
+        held = self._slots.get(user_id, 0) - 1
+        if held > 0:
+            self._slots[user_id] = held
+        else:
+            self._slots.pop(user_id, None)
+
+    # -- register / unregister ----------------------------------------------------------------
+
+    def register(self, conn: Conn) -> bool:
+        """Add a connection; True when it is the user's first (the user came online).
+
+        A connection whose session was ended while its handshake ran is closed (4001) at once.
+        """
+        key = conn.identity.session_key
+        if key is not None and key in self._revoked:
+            conn.end(CloseCode.SESSION_ENDED)
+            return False
+        conns = self._users.setdefault(conn.user_id, [])
+        conns.append(conn)
+        self._count += 1
+        self._gauges()
+        first = len(conns) == 1
+        if first:
+            self._on_presence(conn.user_id, True)
+        return first
+
+    def unregister(self, conn: Conn) -> bool:
+        """Remove a connection (idempotent); True when it was the user's last."""
+        conns = self._users.get(conn.user_id)
+        if not conns or conn not in conns:
+            return False
+        conns.remove(conn)
+        self._count -= 1
+        last = not conns
+        if last:
+            del self._users[conn.user_id]
+        self._gauges()
+        if last:
+            self._on_presence(conn.user_id, False)
+        return last
+
+    def _gauges(self) -> None:
+        self.metrics.connections.set(self._count)
+        self.metrics.online_users.set(len(self._users))
+
+    def is_online(self, user_id: int) -> bool:
+        """True while the user has at least one open connection to this node."""
+        return user_id in self._users
+
+    def connections(self, user_id: int | None = None) -> list[Conn]:
+        """Open connections of one user, or of everyone."""
+        if user_id is not None:
+            return list(self._users.get(user_id, ()))
+        return [c for conns in self._users.values() for c in conns]
+
+    @property
+    def connection_count(self) -> int:
+        return self._count
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def close(self, conn: Conn, code: int) -> None:
+        """Unregister ``conn`` and close it with ``code`` after its queued frames."""
+        self.unregister(conn)
+        conn.end(code)
+
+    def close_all(self, code: int) -> None:
+        for conn in self.connections():
+            self.close(conn, code)
+
+    def reply(self, conn: Conn, frame: bytes) -> None:
+        """Queue a frame for one connection (an ack or an error); a full outbox closes it as
+        a slow consumer."""
+        if not conn.push(frame):
+            self.metrics.slow_consumers.inc()
+            self.close(conn, CloseCode.SLOW_CONSUMER)
+
+    def revoke(self, session_key: str) -> None:
+        """Remember an ended session: a socket of it that registers later is refused."""
+        self._revoked[session_key] = time.monotonic()
+
+    def end_session(self, session_key: str) -> int:
+        """Close (4001) every connection opened with this session; returns how many."""
+        self.revoke(session_key)
+        ended = [c for c in self.connections() if c.identity.session_key == session_key]
+        for conn in ended:
+            self.close(conn, CloseCode.SESSION_ENDED)
+        return len(ended)
+
+    def disconnect(self, user_id: int, code: int) -> int:
+        """Close every connection of a user with ``code``; returns how many."""
+        ended = self.connections(user_id)
+        for conn in ended:
+            self.close(conn, code)
+        return len(ended)
+
+    def end_expired(self, now: float | None = None) -> int:
+        """Close (4001) connections whose credential has expired."""
+        now = time.time() if now is None else now
+        ended = [
+            c for c in self.connections()
+            if c.identity.expires_at is not None and c.identity.expires_at <= now
+        ]
+        for conn in ended:
+            self.close(conn, CloseCode.SESSION_ENDED)
+        return len(ended)
+
+    def forget_revoked(self, now: float | None = None) -> None:
+        """Drop ended sessions older than :data:`REVOKED_SECONDS` (handshakes take far
+        less)."""
+        cutoff = (time.monotonic() if now is None else now) - REVOKED_SECONDS
+        for key in [k for k, at in self._revoked.items() if at < cutoff]:
+            del self._revoked[key]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,9 +14,11 @@ import trio
 import trio_websocket
 
 from trionet.auth import hash_token, new_token
+from trionet.store import sqlite_path, store_kind
 from trionet.testing import TestServer, TestUser
 
-__all__ = ["Api", "api", "error_of", "make_group", "next_of_type", "quick_user", "recv", "send"]
+__all__ = ["Api", "api", "error_of", "make_group", "next_of_type", "quick_user", "recv", "send",
+           "stored_rows"]
 
 send = TestServer.send_json
 
@@ -110,3 +113,23 @@ def error_of(response: Any) -> dict[str, str]:
     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
     error: dict[str, str] = body["error"]
     return error
+
+
+async def stored_rows(server: TestServer, query: str) -> list[tuple[Any, ...]]:
+    """The rows of one SQL query on the server's own database, SQLite or PostgreSQL (the
+    tables and columns are the same on both), read the way an operator would."""
+    url = server.settings.database
+
+    def run() -> list[tuple[Any, ...]]:
+        if store_kind(url) == "postgresql":
+            import psycopg
+
+            with psycopg.connect(url, connect_timeout=5) as pg:
+                return [tuple(r) for r in pg.execute(query).fetchall()]  # type: ignore[arg-type]
+        lite = sqlite3.connect(sqlite_path(url))
+        try:
+            return [tuple(r) for r in lite.execute(query).fetchall()]
+        finally:
+            lite.close()
+
+    return await trio.to_thread.run_sync(run)

@@ -12,7 +12,16 @@ import pytest
 import sqlite_utils
 import trio
 import trio_websocket
-from api_helpers import Api, api, error_of, make_group, quick_user, recv, send
+from api_helpers import (
+    Api,
+    api,
+    error_of,
+    make_group,
+    quick_user,
+    recv,
+    send,
+    stored_rows,
+)
 
 from trionet.testing import TestServer, TestUser
 
@@ -222,7 +231,6 @@ async def test_conversations_most_recent_first_with_the_last_message(
         assert (await http.get(None, "/api/conversations")).status_code == 401
 
 
-@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_conversations_table_follows_every_private_message(
     server: TestServer, http: Api
 ) -> None:
@@ -230,9 +238,8 @@ async def test_conversations_table_follows_every_private_message(
     with trio.fail_after(10):
         (first,) = await say(server, alice, bob, "hello")
         (second,) = await say(server, bob, alice, "hi")
-        rows = sqlite3.connect(server.settings.database).execute(
-            "SELECT user_id, peer_id, last_message_id FROM conversations ORDER BY user_id"
-        ).fetchall()
+        rows = await stored_rows(server, "SELECT user_id, peer_id, last_message_id"
+                                         " FROM conversations ORDER BY user_id")
         assert first < second
         assert rows == [(alice.id, bob.id, second), (bob.id, alice.id, second)]
 

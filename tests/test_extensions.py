@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 import msgspec
 import pytest
 import trio
+from api_helpers import stored_rows
 
 from trionet.realtime.messagetypes import (
     BUILTIN_TYPES,
@@ -56,7 +56,6 @@ async def ext_server() -> AsyncIterator[TestServer]:
         yield srv
 
 
-@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_custom_ephemeral_type_is_validated_routed_and_not_stored(
     ext_server: TestServer,
 ) -> None:
@@ -79,8 +78,7 @@ async def test_custom_ephemeral_type_is_validated_routed_and_not_stored(
                 await send(wa, bad)
                 err = await recv(wa)
                 assert err["code"] == code and needle in err["message"], err
-    count = sqlite3.connect(server.settings.database).execute(
-        "SELECT count(*) FROM messages").fetchone()
+    count = (await stored_rows(server, "SELECT count(*) FROM messages"))[0]
     assert count == (0,)
 
 
@@ -160,7 +158,6 @@ async def test_create_app_takes_message_types() -> None:
 # -- typing ------------------------------------------------------------------------------------
 
 
-@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_typing_reaches_the_peer_and_is_never_stored(server: TestServer) -> None:
     a, b = await server.create_user("a"), await server.create_user("b")
     with trio.fail_after(10):
@@ -171,8 +168,7 @@ async def test_typing_reaches_the_peer_and_is_never_stored(server: TestServer) -
             assert got == {"type": "typing", "from": a.id, "to": b.id,
                            "timestamp": got["timestamp"]}
             assert (await recv(wa2))["type"] == "typing"  # the sender's other tab
-    count = sqlite3.connect(server.settings.database).execute(
-        "SELECT count(*) FROM messages").fetchone()
+    count = (await stored_rows(server, "SELECT count(*) FROM messages"))[0]
     assert count == (0,)
 
 

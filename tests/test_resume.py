@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio_websocket
+from api_helpers import stored_rows
 
 from trionet.core.resume import frame_id
 from trionet.settings import Settings
@@ -155,7 +156,6 @@ async def test_resume_during_live_traffic_has_no_gap_and_no_duplicate(
     assert sorted(got) == sorted(sent_ids)
 
 
-@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_resent_frame_gets_the_original_ack_and_is_not_delivered_twice(
     server: TestServer,
 ) -> None:
@@ -175,8 +175,7 @@ async def test_resent_frame_gets_the_original_ack_and_is_not_delivered_twice(
             with trio.move_on_after(0.3):
                 frame = await recv(wb)
                 raise AssertionError(f"delivered twice: {frame}")
-    rows = sqlite3.connect(server.settings.database).execute(
-        "SELECT count(*) FROM messages").fetchone()
+    rows = (await stored_rows(server, "SELECT count(*) FROM messages"))[0]
     assert rows == (1,)
 
 

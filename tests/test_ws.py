@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
 import trio
 import trio_websocket
+from api_helpers import stored_rows
 
 from trionet.settings import Settings
 from trionet.testing import TestServer, running_server
@@ -33,7 +33,6 @@ async def handshake_status(server: TestServer, headers: dict[str, str]) -> int:
     return int(rejected.status_code)
 
 
-@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_private_message_reaches_recipient_and_senders_other_tab(server: TestServer) -> None:
     alice, bob = await server.create_user("alice"), await server.create_user("bob")
     with trio.fail_after(10):
@@ -49,8 +48,8 @@ async def test_private_message_reaches_recipient_and_senders_other_tab(server: T
                            "timestamp": got["timestamp"], "persisted": True}
             assert (await recv(wa2))["id"] == got["id"]  # the second tab sees it too
             await expect_silence(wa1)
-    rows = sqlite3.connect(server.settings.database).execute(
-        "SELECT id, sender_id, recipient_id, content FROM messages").fetchall()
+    rows = await stored_rows(server,
+                             "SELECT id, sender_id, recipient_id, content FROM messages")
     assert rows == [(got["id"], alice.id, bob.id, "hi")]
 
 
@@ -144,7 +143,6 @@ async def test_client_sent_notification_is_forbidden(server: TestServer) -> None
             await expect_silence(w2)
 
 
-@pytest.mark.sqlite_only  # reads the SQLite file itself
 async def test_server_notification_is_persisted_and_pushed(server: TestServer) -> None:
     u = await server.create_user("u")
     with trio.fail_after(10):
@@ -156,8 +154,8 @@ async def test_server_notification_is_persisted_and_pushed(server: TestServer) -
                 assert got == frame
                 assert got["type"] == "notification" and got["subtype"] == "group_invite"
                 assert got["group_id"] == 789 and got["message"] == "You were invited"
-    row = sqlite3.connect(server.settings.database).execute(
-        "SELECT id, user_id, subtype, payload FROM notifications").fetchone()
+    (row,) = await stored_rows(server,
+                               "SELECT id, user_id, subtype, payload FROM notifications")
     assert row[:3] == (frame["id"], u.id, "group_invite")
     assert json.loads(row[3]) == {"group_id": 789}
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the HTTP API tests (test_api_*.py, test_presence.py)."""
+"""Helpers shared by the HTTP API tests (tests/api/, test_presence.py)."""
 
 from __future__ import annotations
 

@@ -245,7 +245,7 @@ async def test_conversations_table_follows_every_private_message(
 
 
 def _load_migration(name: str) -> Any:
-    path = Path(__file__).resolve().parent.parent / "migrations" / f"{name}.py"
+    path = Path(__file__).resolve().parents[2] / "migrations" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(f"test_{name}", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -81,7 +81,8 @@ class Services:
         routes = self.routes
 
         def presence_changed(user_id: int, online: bool) -> None:
-            routes.control_nowait(PresenceChanged(user_id, online, node))
+            if not self.draining:  # a drain closes everyone: nothing worth announcing
+                routes.control_nowait(PresenceChanged(user_id, online, node))
 
         self.registry = Registry(metrics=self.metrics, node=node, on_presence=presence_changed)
         self.committer = GroupCommitter(

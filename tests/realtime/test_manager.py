@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 import trio
 from rt_helpers import Groups, connect, drain
 
@@ -24,7 +25,7 @@ from trionet.realtime.manager import Manager
 from trionet.realtime.membership import MembershipCache
 from trionet.realtime.notifier import Notifier
 from trionet.realtime.registry import Registry
-from trionet.realtime.routequeue import RouteQueue
+from trionet.realtime.routequeue import WAKE, RouteQueue, Send
 from trionet.server import listening_socket
 from trionet.store.sqlite import SqliteStore
 
@@ -56,9 +57,9 @@ class Node:
 
 
 @asynccontextmanager
-async def running_node(tmp_path: Path, groups: dict[int, frozenset[int]] | None = None
-                       ) -> AsyncIterator[Node]:
-    metrics, routes, node = Metrics(), RouteQueue(), "n1"
+async def running_node(tmp_path: Path, groups: dict[int, frozenset[int]] | None = None,
+                       queue_size: int = 4096) -> AsyncIterator[Node]:
+    metrics, routes, node = Metrics(), RouteQueue(queue_size), "n1"
     registry = Registry(metrics=metrics, node=node, on_presence=lambda uid, online:
                         routes.control_nowait(PresenceChanged(uid, online, node)))
     backplane = RecordingBackplane(node)
@@ -220,3 +221,57 @@ def test_a_full_route_queue_drops_control_events_and_counts_them() -> None:
     assert routes.control_nowait(PresenceChanged(2, True, "n1"))
     assert not routes.control_nowait(PresenceChanged(3, True, "n1"))
     assert routes.dropped == 1 and metrics.control_dropped._value.get() == 1
+
+
+async def test_control_events_are_not_dropped_behind_a_queue_full_of_frames(
+        tmp_path: Path) -> None:
+    """Presence changes have a lane of their own, taken before the next job."""
+    async with running_node(tmp_path, queue_size=2) as n:
+        n.routes._send.send_nowait(WAKE)  # the channel is full (no checkpoint between)
+        n.routes._send.send_nowait(WAKE)
+        c, _ = connect(n.registry, 5)  # its presence change cannot enter the channel
+        n.registry.unregister(c)
+        await settled(n.routes)
+        assert n.routes.dropped == 0
+        assert n.presence == [(5, True), (5, False)]
+
+
+async def test_a_stopped_manager_settles_what_was_queued_and_refuses_more(
+        tmp_path: Path) -> None:
+    """Nobody waits for ever on a routing that will not happen."""
+    async with running_node(tmp_path) as n:
+        pass  # the manager task is stopped at the end of the block
+    with trio.fail_after(5):
+        with pytest.raises(trio.ClosedResourceError):
+            await n.manager.send_to_user(1, {"type": "x"})
+        with pytest.raises(trio.ClosedResourceError):
+            await n.routes.committed([committed(1, 2, "late", 3000)])
+    assert not n.routes.control_nowait(PresenceChanged(1, True, "n1"))
+
+
+async def test_settles_jobs_queued_when_it_stops(tmp_path: Path) -> None:
+    routes = RouteQueue(8)
+    pending = committed(1, 2, "queued", 3001)
+    pending.done = trio.Event()
+    await routes.committed([pending])
+    waiting = Send([], trio.Event())
+    routes._send.send_nowait(waiting)
+    from trionet.realtime.manager import _settle
+
+    for job in routes.close():
+        _settle(job)
+    assert pending.delivered and pending.done.is_set() and waiting.done is not None
+    assert waiting.done.is_set()
+
+
+async def test_one_record_that_cannot_be_encoded_costs_only_itself(tmp_path: Path) -> None:
+    async with running_node(tmp_path) as n:
+        _, r_bob = connect(n.registry, 2, queue=10)
+        bad = committed(1, 2, "bad", 4001)
+        assert bad.frame is not None
+        bad.frame["content"] = object()  # not JSON
+        batch = [committed(1, 2, "a", 4000), bad, committed(1, 2, "b", 4002)]
+        await n.routes.committed(batch)
+        await settled(n.routes)
+        assert [json.loads(f)["content"] for f in drain(r_bob)] == ["a", "b"]
+        assert all(p.delivered for p in batch)

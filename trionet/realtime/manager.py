@@ -34,7 +34,7 @@ from .fanout import Fanout
 from .membership import MembershipCache
 from .notifier import Notifier
 from .registry import Conn, Registry
-from .routequeue import Control, Job, RouteQueue, Send
+from .routequeue import Control, Job, RouteQueue, Send, Wake
 
 __all__ = ["Conn", "Manager", "reused_error"]
 
@@ -142,15 +142,26 @@ class Manager:
             await nursery.start(self.backplane.run, self.fanout)
             nursery.start_soon(self._sweep)
             task_status.started()
-            async for job in self.queue.receiver:
-                try:
-                    await self._route(job)
-                except Exception:  # a bug in one job must not stop routing
-                    log.exception("routing failed")
-                finally:  # "done" means routed: the frames are in their connections' queues
+            try:
+                async for job in self.queue.receiver:
+                    for control in self.queue.take_controls():
+                        await self._run_job(control)
+                    await self._run_job(job)
+            finally:  # stopped: nobody may wait for a routing that will not happen
+                for job in self.queue.close():
                     _settle(job)
 
+    async def _run_job(self, job: Job) -> None:
+        try:
+            await self._route(job)
+        except Exception:  # a bug in one job must not stop routing
+            log.exception("routing failed")
+        finally:  # "done" means routed: the frames are in their connections' queues
+            _settle(job)
+
     async def _route(self, job: Job) -> None:
+        if isinstance(job, Wake):
+            return
         if isinstance(job, Send):
             job.count = await self.backplane.publish(job.deliveries)
         elif isinstance(job, Control):
@@ -176,7 +187,13 @@ class Manager:
                 continue
             if not p.persisted:
                 frame = {**frame, "persisted": False}
-            deliveries.append(Delivery(p.target, protocol.encode(frame), str(frame["type"])))
+            try:
+                delivery = Delivery(p.target, protocol.encode(frame), str(frame["type"]))
+            except Exception:  # one bad record must not cost its batch its delivery
+                log.exception("a committed record could not be encoded; it is not delivered")
+                p.frame = p.target = p.origin = None
+                continue
+            deliveries.append(delivery)
             if p.client_id is not None and origin is not None:
                 rid = p.message.id if p.message is not None else None
                 acks.append((origin, protocol.encode_ack(p.client_id, rid, frame["timestamp"],
@@ -200,6 +217,8 @@ def _settle(job: Job) -> None:
     if isinstance(job, list):
         for p in job:
             p.routed()
+    elif isinstance(job, Wake):
+        return
     elif job.done is not None:
         job.done.set()
 

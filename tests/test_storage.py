@@ -403,3 +403,32 @@ async def test_inline_commits_let_the_log_be_checkpointed(tmp_path: Path) -> Non
     await db.aclose()
     assert threaded >= 5
     assert wal_bytes < 8 * 1024 * 1024  # ~1000 pages, then reused (30 MB without checkpoints)
+
+
+async def test_only_short_batches_commit_on_the_event_loop(tmp_path: Path) -> None:
+    """A big batch on the loop stalled it for 60-75 ms: past INLINE_MAX_ROWS it goes to the
+    worker thread (save_inline answers None and stores nothing)."""
+    from trionet.core.ids import IdAllocator, id_to_iso
+    from trionet.interfaces import MessageRecord
+    from trionet.store.sqlite import SqliteStore
+    from trionet.store.sqlite.store import INLINE_MAX_ROWS
+
+    store = SqliteStore(str(tmp_path / "i.db"))
+    store.db.migrate()
+    ids = IdAllocator()
+
+    def batch(n: int) -> list[MessageRecord]:
+        out = []
+        for _ in range(n):
+            mid = ids.next()
+            out.append(MessageRecord(id=mid, kind="group", sender_id=1, group_id=1,
+                                     content="x", created_at=id_to_iso(mid)))
+        return out
+
+    try:
+        assert store.save_inline(batch(INLINE_MAX_ROWS + 1), []) is None
+        assert await store.max_id() == 0
+        assert store.save_inline(batch(INLINE_MAX_ROWS), []) is not None
+        assert await store.max_id() > 0
+    finally:
+        await store.aclose()

@@ -24,15 +24,11 @@ from ..core.events import (
 from ..core.routing import ToGroup, recipients
 from ..metrics import Metrics
 from .membership import MembershipCache
-from .registry import Conn, Registry
+from .registry import Conn, Registry, ignore_presence
 
 __all__ = ["Fanout"]
 
 log = logging.getLogger("trionet.manager")
-
-
-def _ignore(user_id: int, online: bool) -> None:
-    pass
 
 
 class Fanout:
@@ -48,7 +44,7 @@ class Fanout:
         membership: MembershipCache,
         metrics: Metrics,
         *,
-        on_presence: Callable[[int, bool], None] = _ignore,
+        on_presence: Callable[[int, bool], None] = ignore_presence,
     ) -> None:
         self.registry = registry
         self.membership = membership

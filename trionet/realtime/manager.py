@@ -33,7 +33,7 @@ from .committer import Pending
 from .fanout import Fanout
 from .membership import MembershipCache
 from .notifier import Notifier
-from .registry import Conn, Registry
+from .registry import Conn, Registry, ignore_presence
 from .routequeue import Control, Job, RouteQueue, Send, Wake
 
 __all__ = ["Conn", "Manager", "reused_error"]
@@ -42,10 +42,6 @@ log = logging.getLogger("trionet.manager")
 
 #: how often connections with an expired credential are looked for
 SWEEP_SECONDS = 15.0
-
-
-def _ignore(user_id: int, online: bool) -> None:
-    pass
 
 
 class Manager:
@@ -60,7 +56,7 @@ class Manager:
         queue: RouteQueue,
         notifier: Notifier,
         metrics: Metrics,
-        on_presence: Callable[[int, bool], None] = _ignore,
+        on_presence: Callable[[int, bool], None] = ignore_presence,
     ) -> None:
         self.registry = registry
         self.membership = membership

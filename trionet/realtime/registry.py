@@ -19,7 +19,7 @@ from ..core.routing import ConnRef
 from ..interfaces import Identity
 from ..metrics import Metrics
 
-__all__ = ["Conn", "Registry", "REVOKED_SECONDS"]
+__all__ = ["Conn", "Registry", "REVOKED_SECONDS", "ignore_presence"]
 
 log = logging.getLogger("trionet.manager")
 
@@ -70,8 +70,8 @@ class Conn:
         return f"<Conn {self.id} user={self.user_id}>"
 
 
-def _ignore(user_id: int, online: bool) -> None:
-    pass
+def ignore_presence(user_id: int, online: bool) -> None:
+    """The default presence callback: nobody listens."""
 
 
 class Registry:
@@ -86,7 +86,7 @@ class Registry:
         *,
         metrics: Metrics,
         node: str = "local",
-        on_presence: Callable[[int, bool], None] = _ignore,
+        on_presence: Callable[[int, bool], None] = ignore_presence,
     ) -> None:
         self.metrics = metrics
         self.node = node

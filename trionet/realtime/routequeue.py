@@ -75,6 +75,8 @@ class RouteQueue:
 
     def take_controls(self) -> list[Control]:
         """The control events queued without waiting, oldest first (for the manager task)."""
+        if not self._controls:  # the common case, before every job
+            return []
         taken = list(self._controls)
         self._controls.clear()
         return taken

@@ -53,6 +53,8 @@ def hypercorn_config(settings: Settings, sock: socket.socket | None = None) -> H
     config.backlog = 1024
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
+    if settings.redis_url:  # start-up waits for Redis as long as it takes (and says so)
+        config.startup_timeout = 7 * 24 * 3600
     return config
 
 

@@ -11,6 +11,7 @@ import gc
 import logging
 import os
 import secrets
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -73,9 +74,7 @@ class Services:
         self.membership = MembershipCache(self.groups)
         #: ids of messages and notifications; its floor is raised to the store's at start
         self.ids = IdAllocator(settings.worker_id)
-        #: how this process hears the others (in-process: it is the only one)
-        self.backplane: Backplane = LocalBackplane(node_id())
-        node = self.backplane.node
+        node = node_id()
         #: everything routed waits here for the manager task
         self.routes = RouteQueue(metrics=self.metrics)
         routes = self.routes
@@ -85,6 +84,20 @@ class Services:
                 routes.control_nowait(PresenceChanged(user_id, online, node))
 
         self.registry = Registry(metrics=self.metrics, node=node, on_presence=presence_changed)
+        #: how this process reaches the others: Redis (TRIONET_REDIS_URL), or nobody (it is
+        #: the whole deployment)
+        self.backplane: Backplane
+        if settings.redis_url:
+            from .backplane.redis import RedisBackplane
+
+            self.backplane = RedisBackplane(settings.redis_url, settings.redis_prefix, node,
+                                            metrics=self.metrics, on_worker=self.ids.set_worker,
+                                            lease_seconds=settings.redis_lease)
+        else:
+            self.backplane = LocalBackplane(node, self.registry.is_online)
+        #: seconds before ``since`` a replay starts: with several nodes, ids are allocated
+        #: by several clocks and committed at several paces (see trionet.core.resume)
+        self.resume_lookback = RESUME_LOOKBACK_SECONDS if settings.redis_url else 0.0
         self.committer = GroupCommitter(
             self.persister,
             self.routes.committed,
@@ -95,7 +108,7 @@ class Services:
         #: inboxes bounded to TRIONET_NOTIFICATION_INBOX, pruned by a task of _run
         self.inbox = InboxPruner(self.store, bound=settings.notification_inbox)
         self.notifier = Notifier(self.committer, self.ids, on_notified=self.inbox.touched)
-        self.presence = Presence(self.store, self.registry.is_online, self.routes, self.metrics,
+        self.presence = Presence(self.store, self.backplane.is_online, self.routes, self.metrics,
                                  limit=settings.presence_limit, active=lambda: not self.draining)
         self.manager = Manager(
             registry=self.registry, membership=self.membership, backplane=self.backplane,
@@ -186,6 +199,10 @@ class Services:
         return admin
 
 
+#: how far back a replay looks on a deployment of several nodes: covers a commit still under
+#: way elsewhere (TRIONET_COMMIT_TIMEOUT, 1 s by default) and clocks of hosts a little apart
+RESUME_LOOKBACK_SECONDS = 5.0
+
 #: generation-0 threshold while serving: the default (700) makes the collector run every few
 #: hundred frames and walk every connection's objects; measured in docs/performance.md
 GC_THRESHOLDS = (50_000, 20, 100)
@@ -195,8 +212,10 @@ SWITCH_INTERVAL = 0.0005
 
 
 def node_id() -> str:
-    """A name for this process among the nodes of a deployment: its pid and 24 random bits."""
-    return f"{os.getpid()}-{secrets.token_hex(3)}"
+    """A name for this process among the nodes of a deployment, never reused: its host, its
+    pid and 48 random bits."""
+    host = "".join(c for c in socket.gethostname().split(".")[0] if c.isalnum() or c == "-")
+    return f"{host[:32] or 'node'}-{os.getpid()}-{secrets.token_hex(6)}"
 
 
 def tune_runtime() -> None:

@@ -78,6 +78,13 @@ class Settings:
     body_timeout: float = 10.0
     #: password hashes (argon2, 64 MiB each) computed at once; more callers wait their turn
     password_hashers: int = 2
+    #: the Redis backplane (``redis://host:port/db``); None: one process, no backplane
+    redis_url: str | None = None
+    #: prefix of every Redis key and channel, so deployments (and test runs) can share a Redis
+    redis_prefix: str = "trionet"
+    #: seconds a node's lease in Redis lives unrenewed: a dead node's users go offline (and
+    #: its worker number is free again) within this and a fifth of it
+    redis_lease: float = 15.0
 
     def __post_init__(self) -> None:
         if self.open_registration and self.jwt_secret:
@@ -158,6 +165,21 @@ def _bool(raw: str) -> bool:
 
 
 def _text(raw: str) -> str:
+    return raw
+
+
+def _redis_url(raw: str) -> str:
+    if not raw.lower().startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must be redis://host:port/db (or rediss://, unix://)")
+    return raw
+
+
+_PREFIX = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+
+def _redis_prefix(raw: str) -> str:
+    if not _PREFIX.match(raw):
+        raise ValueError("must be 1-64 letters, digits and _.:- only")
     return raw
 
 
@@ -287,7 +309,7 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         _int(0),
         "most users told of one user's presence change",
     ),
-    "worker_id": ("TRIONET_WORKER_ID", _int(0, 15), "this process's number in message ids"),
+    "worker_id": ("TRIONET_WORKER_ID", _int(0, 63), "this process's number in message ids"),
     "proxy_hops": (
         "TRIONET_PROXY_HOPS",
         _int(0, 10),
@@ -337,6 +359,22 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "TRIONET_PASSWORD_HASHERS",
         _int(1, 64),
         "password hashes computed at once (64 MiB each); more callers wait their turn",
+    ),
+    "redis_url": (
+        "TRIONET_REDIS_URL",
+        _redis_url,
+        "the Redis backplane, redis://host:port/db: several processes act as one; unset: one",
+    ),
+    "redis_prefix": (
+        "TRIONET_REDIS_PREFIX",
+        _redis_prefix,
+        "prefix of every Redis key and channel (deployments sharing one Redis differ here)",
+    ),
+    "redis_lease": (
+        "TRIONET_REDIS_LEASE",
+        _float(1),
+        "seconds a node's Redis lease lives unrenewed; a dead node's users go offline within"
+        " 1.2x this",
     ),
 }
 

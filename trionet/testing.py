@@ -24,7 +24,7 @@ import os
 import secrets
 import tempfile
 import time
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +44,8 @@ from .server import serve
 from .services import Services, services_of
 from .settings import Settings
 
-__all__ = ["TestServer", "TestUser", "fresh_postgres_database", "running_server"]
+__all__ = ["TestServer", "TestUser", "fresh_postgres_database", "fresh_redis_prefix",
+           "running_cluster", "running_server"]
 
 
 @dataclass
@@ -233,6 +234,62 @@ async def fresh_postgres_database(admin_url: str | None = None) -> AsyncIterator
             await trio.to_thread.run_sync(
                 run, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                     sql.Identifier(name)))
+
+
+#: the Redis server test deployments use (``TRIONET_TEST_REDIS`` overrides it)
+DEFAULT_TEST_REDIS = "redis://127.0.0.1:6379/0"
+
+
+@asynccontextmanager
+async def fresh_redis_prefix(url: str | None = None) -> AsyncIterator[tuple[str, str]]:
+    """A Redis URL (default: ``TRIONET_TEST_REDIS``, else ``redis://127.0.0.1:6379/0``) and a
+    new key prefix no one else uses; every key under the prefix is deleted afterwards."""
+    import coredis
+
+    url = url or os.environ.get("TRIONET_TEST_REDIS") or DEFAULT_TEST_REDIS
+    prefix = f"trionet-test-{secrets.token_hex(6)}"
+    try:
+        yield url, prefix
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(10):
+            client = coredis.Redis.from_url(url, decode_responses=False)
+            async with client:
+                cursor, keys = await client.scan(0, match=f"{prefix}:*", count=1000)
+                while True:
+                    if keys:
+                        await client.delete(list(keys))
+                    if not cursor:
+                        break
+                    cursor, keys = await client.scan(cursor, match=f"{prefix}:*", count=1000)
+
+
+@asynccontextmanager
+async def running_cluster(
+    nodes: int = 2,
+    settings: Settings | None = None,
+    *,
+    database: str | Path | None = None,
+    redis_url: str | None = None,
+    per_node: Sequence[Mapping[str, Any]] = (),
+) -> AsyncIterator[list[TestServer]]:
+    """``nodes`` trionet servers in this process on one database and one Redis backplane (a
+    fresh key prefix, cleaned afterwards), each on its own 127.0.0.1 port: a deployment of
+    several nodes, for tests of what crosses between them. The database is a temporary
+    SQLite file or, with ``TRIONET_TEST_STORE=postgresql``, a fresh PostgreSQL database;
+    ``database`` names another. ``per_node[i]`` holds settings of node ``i`` alone (its
+    ``redis_url`` through a proxy a test can cut, say)."""
+    base = settings or Settings(rate_limit=0)
+    with tempfile.TemporaryDirectory(prefix="trionet-test-") as tmp:
+        async with AsyncExitStack() as stack:
+            db_url = str(database) if database is not None else (
+                await stack.enter_async_context(_default_database(tmp)))
+            url, prefix = await stack.enter_async_context(fresh_redis_prefix(redis_url))
+            final = base.replace(host="127.0.0.1", port=0, database=db_url, redis_url=url,
+                                 redis_prefix=prefix)
+            servers = [await stack.enter_async_context(_serving(
+                final.replace(**(per_node[i] if i < len(per_node) else {})), resolver=None,
+                groups=None, persister=None, message_types=())) for i in range(nodes)]
+            yield servers
 
 
 @asynccontextmanager

@@ -27,3 +27,21 @@ def test_id_carries_its_time() -> None:
     id_ = IdAllocator().next()
     assert abs(id_timestamp(id_) - before) < 1
     assert id_to_iso(id_).endswith("Z") and id_to_iso(id_)[:4] == time.strftime("%Y", time.gmtime())
+
+
+def test_sixty_four_workers_never_collide_and_a_leased_number_takes_over() -> None:
+    allocators = [IdAllocator(w) for w in range(64)]
+    seen: set[int] = set()
+    for alloc in allocators:
+        batch = {alloc.next() for _ in range(300)}  # past 64 per millisecond: borrows ahead
+        assert not batch & seen
+        seen |= batch
+    alloc = IdAllocator(0)
+    alloc.set_worker(63)
+    assert alloc.worker == 63 and (alloc.next() >> 6) & 63 == 63
+    for bad in (-1, 64):
+        try:
+            IdAllocator(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"worker {bad} was accepted")

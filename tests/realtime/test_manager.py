@@ -37,10 +37,12 @@ class RecordingBackplane(LocalBackplane):
         super().__init__(node)
         self.batches: list[list[Delivery]] = []
         self.events: list[ControlEvent] = []
+        self.stored: list[bool] = []
 
-    async def publish(self, batch: Sequence[Delivery]) -> int:
+    async def publish(self, batch: Sequence[Delivery], *, stored: bool = False) -> int:
         self.batches.append(list(batch))
-        return await super().publish(batch)
+        self.stored.append(stored)
+        return await super().publish(batch, stored=stored)
 
     async def publish_control(self, event: ControlEvent) -> int:
         self.events.append(event)
@@ -121,6 +123,8 @@ async def test_a_committed_batch_is_published_once_then_acked(tmp_path: Path) ->
         await n.routes.committed(batch)
         await settled(n.routes)
         assert [len(b) for b in n.backplane.batches if b] == [4]  # one publish, four frames
+        published = zip(n.backplane.batches, n.backplane.stored, strict=True)
+        assert [stored for batch, stored in published if batch] == [True]  # as committed
         got = [json.loads(f) for f in drain(r_bob)]
         assert [f["content"] for f in got] == ["m0", "m1", "m2", "late"]
         assert "persisted" not in got[0] and got[3]["persisted"] is False

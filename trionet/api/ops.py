@@ -29,6 +29,9 @@ async def readyz() -> Response:
         raise ApiError(503, ErrorCode.UNAVAILABLE, f"database not ready: {exc}") from None
     if not svc.started:
         raise ApiError(503, ErrorCode.UNAVAILABLE, "starting")
+    if not svc.backplane.ready:
+        raise ApiError(503, ErrorCode.UNAVAILABLE,
+                       "backplane not ready: Redis is unreachable, reconnecting")
     return json_response({"status": "ready"})
 
 

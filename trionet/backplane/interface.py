@@ -38,6 +38,8 @@ class Backplane(Protocol):
 
     #: this node's id: the ``node`` of its connections' :class:`~trionet.core.routing.ConnRef`
     node: str
+    #: False while the other nodes cannot be reached (``/readyz`` answers 503)
+    ready: bool
 
     async def run(
         self, sink: BackplaneSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -46,12 +48,22 @@ class Backplane(Protocol):
         :meth:`publish` may be called."""
         ...
 
-    async def publish(self, batch: Sequence[Delivery]) -> int:
+    async def publish(self, batch: Sequence[Delivery], *, stored: bool = False) -> int:
         """Send a batch, once, to the nodes it concerns; returns how many frames were queued
-        to this node's own connections."""
+        to this node's own connections. ``stored``: the batch holds committed records (which
+        a backplane must not lose silently; ephemeral frames it may)."""
         ...
 
     async def publish_control(self, event: ControlEvent) -> int:
         """Send a control event to every node; returns how many of this node's connections
         it closed."""
+        ...
+
+    def is_online(self, user_id: int) -> bool:
+        """True while a node of the deployment holds a connection of the user."""
+        ...
+
+    async def joined(self, user_id: int) -> None:
+        """Return once whatever any node routes to the user from now on reaches this node's
+        connections of them (called after registering one, before its replay)."""
         ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
@@ -15,8 +15,11 @@ __all__ = ["LocalBackplane"]
 class LocalBackplane:
     """Hands every batch and event straight to this node's sink (no copy, no encoding)."""
 
-    def __init__(self, node: str = "local") -> None:
+    def __init__(self, node: str = "local",
+                 is_online: Callable[[int], bool] = lambda user_id: False) -> None:
         self.node = node
+        self.ready = True
+        self._is_online = is_online
         self._sink: BackplaneSink | None = None
 
     async def run(
@@ -34,8 +37,15 @@ class LocalBackplane:
             raise RuntimeError("the backplane is not running")
         return self._sink
 
-    async def publish(self, batch: Sequence[Delivery]) -> int:
+    async def publish(self, batch: Sequence[Delivery], *, stored: bool = False) -> int:
         return self._bound().deliver(batch)
 
     async def publish_control(self, event: ControlEvent) -> int:
         return self._bound().control(event)
+
+    def is_online(self, user_id: int) -> bool:
+        """This node's registry says (it is the whole deployment)."""
+        return self._is_online(user_id)
+
+    async def joined(self, user_id: int) -> None:
+        """Registered is reachable: nothing to wait for."""

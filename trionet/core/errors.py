@@ -26,6 +26,9 @@ class CloseCode(enum.IntEnum):
     MESSAGE_TOO_BIG = 1009
     #: An unexpected server fault on this connection.
     INTERNAL_ERROR = 1011
+    #: This node may have missed frames for the connection (its backplane was down); reconnect
+    #: with ``since`` at once to resume.
+    SERVICE_RESTART = 1012
     #: The session behind this connection was logged out or expired; log in again.
     SESSION_ENDED = 4001
     #: The client did not read fast enough and its send queue filled up; reconnect with ``since``.

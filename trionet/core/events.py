@@ -1,19 +1,24 @@
 """What passes the backplane: deliveries (a target and an encoded frame) and control events.
 
-Plain, immutable data with a JSON-ready form (:func:`to_wire`, :func:`from_wire`), so that a
-backplane between processes can carry exactly what the in-process one hands over.
+Plain, immutable data with a wire form (:func:`to_wire`, :func:`from_wire`: dicts of plain
+values, frames kept as bytes; :func:`pack` and :func:`unpack`: one MessagePack message for a
+list of them), so that a backplane between processes carries exactly what the in-process one
+hands over.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from .routing import Target, target_from_wire, target_to_wire
 
 __all__ = ["Delivery", "SessionEnded", "MembershipChanged", "PresenceChanged",
-           "DisconnectUser", "ControlEvent", "to_wire", "from_wire"]
+           "DisconnectUser", "Resync", "ControlEvent", "to_wire", "from_wire", "pack",
+           "unpack"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +62,22 @@ class DisconnectUser:
     code: int
 
 
-ControlEvent = SessionEnded | MembershipChanged | PresenceChanged | DisconnectUser
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """``node`` could not pass on everything persisted meant for other nodes (its backplane
+    was down too long): every node asks its connections to reconnect and resume."""
+
+    node: str
+
+
+ControlEvent = SessionEnded | MembershipChanged | PresenceChanged | DisconnectUser | Resync
 
 
 def to_wire(item: Delivery | ControlEvent) -> dict[str, Any]:
-    """A delivery or a control event as JSON-ready data."""
+    """A delivery or a control event as plain data (a frame stays bytes)."""
     if isinstance(item, Delivery):
-        return {"e": "deliver", "target": target_to_wire(item.target),
-                "frame": item.frame.decode(), "kind": item.kind}
+        return {"e": "deliver", "target": target_to_wire(item.target), "frame": item.frame,
+                "kind": item.kind}
     if isinstance(item, SessionEnded):
         return {"e": "session_ended", "session_key": item.session_key}
     if isinstance(item, MembershipChanged):
@@ -72,6 +85,8 @@ def to_wire(item: Delivery | ControlEvent) -> dict[str, Any]:
     if isinstance(item, PresenceChanged):
         return {"e": "presence", "user_id": item.user_id, "online": item.online,
                 "node": item.node}
+    if isinstance(item, Resync):
+        return {"e": "resync", "node": item.node}
     return {"e": "disconnect", "user_id": item.user_id, "code": item.code}
 
 
@@ -80,8 +95,10 @@ def from_wire(data: Mapping[str, Any]) -> Delivery | ControlEvent:
     try:
         kind = data["e"]
         if kind == "deliver":
-            return Delivery(target_from_wire(data["target"]), str(data["frame"]).encode(),
-                            str(data["kind"]))
+            frame = data["frame"]
+            if not isinstance(frame, bytes):
+                raise TypeError("a frame is bytes")
+            return Delivery(target_from_wire(data["target"]), frame, str(data["kind"]))
         if kind == "session_ended":
             return SessionEnded(str(data["session_key"]))
         if kind == "membership_changed":
@@ -90,6 +107,28 @@ def from_wire(data: Mapping[str, Any]) -> Delivery | ControlEvent:
             return PresenceChanged(int(data["user_id"]), bool(data["online"]), str(data["node"]))
         if kind == "disconnect":
             return DisconnectUser(int(data["user_id"]), int(data["code"]))
+        if kind == "resync":
+            return Resync(str(data["node"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a backplane event: {data!r}") from exc
     raise ValueError(f"not a backplane event: {data!r}")
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder()
+
+
+def pack(origin: str, items: Sequence[Delivery | ControlEvent], seq: int = 0) -> bytes:
+    """One backplane message: what node ``origin`` publishes, in order, as its ``seq``-th
+    message (increasing, so that a receiver can drop a copy that a retry sent again)."""
+    return _encoder.encode({"n": origin, "s": seq, "i": [to_wire(item) for item in items]})
+
+
+def unpack(data: bytes) -> tuple[str, int, list[Delivery | ControlEvent]]:
+    """The inverse of :func:`pack`: the origin node, its sequence number and its items;
+    ValueError for anything else."""
+    try:
+        raw = _decoder.decode(data)
+        return str(raw["n"]), int(raw["s"]), [from_wire(item) for item in raw["i"]]
+    except (msgspec.DecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a backplane message ({exc})") from exc

@@ -1,8 +1,10 @@
 """Server-allocated ids for messages and notifications.
 
-An id is ``(milliseconds since 2025-01-01 UTC) << 12 | worker << 8 | sequence``: an integer
-below 2**53 (exact in JavaScript) until 2094, increasing with time, unique across up to 16
-processes that each have their own ``worker`` number.
+An id is ``(milliseconds since 2025-01-01 UTC) << 12 | worker << 6 | sequence``: an integer
+below 2**53 (exact in JavaScript) until 2094, increasing with time, unique across up to 64
+processes that each have their own ``worker`` number (``TRIONET_WORKER_ID``, or leased from
+the Redis backplane). 64 ids fit one millisecond of one worker; past that it borrows the next
+millisecond, so a burst runs a little ahead of the clock and stays unique.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-__all__ = ["EPOCH_MS", "IdAllocator", "id_at", "id_timestamp", "id_to_iso"]
+__all__ = ["EPOCH_MS", "WORKERS", "IdAllocator", "id_at", "id_timestamp", "id_to_iso"]
 
 EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
-_WORKER_BITS = 4
-_SEQ_BITS = 8
+_WORKER_BITS = 6
+_SEQ_BITS = 6
+#: how many workers (processes) can allocate ids at once
+WORKERS = 1 << _WORKER_BITS
 _SHIFT = _WORKER_BITS + _SEQ_BITS
 _SEQ_MAX = (1 << _SEQ_BITS) - 1
 
@@ -23,11 +27,20 @@ class IdAllocator:
     """Allocates increasing ids; never repeats one, even if the wall clock steps back."""
 
     def __init__(self, worker: int = 0, *, floor: int = 0) -> None:
-        if not 0 <= worker < (1 << _WORKER_BITS):
-            raise ValueError(f"worker must be in 0..{(1 << _WORKER_BITS) - 1}")
-        self._worker = worker << _SEQ_BITS
+        self._worker = 0
+        self.set_worker(worker)
         self._ms = floor >> _SHIFT
         self._seq = _SEQ_MAX  # the floor's millisecond is used up
+
+    @property
+    def worker(self) -> int:
+        return self._worker >> _SEQ_BITS
+
+    def set_worker(self, worker: int) -> None:
+        """Allocate with another worker number from now on (one leased for this process)."""
+        if not 0 <= worker < WORKERS:
+            raise ValueError(f"worker must be in 0..{WORKERS - 1}")
+        self._worker = worker << _SEQ_BITS
 
     def raise_floor(self, floor: int) -> None:
         """Never return an id at or below ``floor`` (the highest id already stored)."""
@@ -44,7 +57,7 @@ class IdAllocator:
             self._seq = 0
         elif self._seq < _SEQ_MAX:
             self._seq += 1
-        else:  # 256 ids in one millisecond: borrow the next one
+        else:  # 64 ids in one millisecond: borrow the next one
             self._ms += 1
             self._seq = 0
         return (self._ms << _SHIFT) | self._worker | self._seq

@@ -6,7 +6,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import NamedTuple
 
-__all__ = ["ReplayItem", "frame_id", "plan_replay", "replay_pages"]
+__all__ = ["ReplayItem", "frame_id", "looked_back", "plan_replay", "replay_pages"]
+
+#: ids keep the allocation's millisecond above this many bits (trionet.core.ids)
+_MS_SHIFT = 12
+
+
+def looked_back(since: int | None, seconds: float) -> int | None:
+    """The cursor a replay starts from for a client's ``since``: ``seconds`` earlier.
+
+    Several nodes allocate ids each by their own clock and commit them each at their own
+    pace, so a message with a smaller id than the newest one a client saw may still have
+    been committing elsewhere when that client disconnected; a replay from ``since`` itself
+    would skip it for ever. Replaying from a little earlier covers it (the client drops the
+    ids it holds already)."""
+    if since is None or seconds <= 0:
+        return since
+    return max(0, since - (int(seconds * 1000) << _MS_SHIFT))
 
 
 class ReplayItem(NamedTuple):

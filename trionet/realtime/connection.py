@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ..backplane import Backplane
 from ..core import protocol
 from ..core.clock import now_iso
 from ..core.dedupe import Receipt, RecentSends, fingerprint, record_fingerprint, reused_message
@@ -21,7 +22,7 @@ from ..core.events import Delivery
 from ..core.frames import message_frame, notification_frame
 from ..core.ids import IdAllocator, id_to_iso
 from ..core.ratelimit import FloodGate, TokenBucket, Verdict
-from ..core.resume import frame_id, plan_replay, replay_pages
+from ..core.resume import frame_id, looked_back, plan_replay, replay_pages
 from ..core.routing import ConnRef, Target
 from ..interfaces import Identity, MessagePersister, MessageRecord
 from ..metrics import Metrics
@@ -84,6 +85,9 @@ class ConnectionServices(Protocol):
     message_types: MessageTypes
     persister: MessagePersister
     recent_sends: RecentSends[Pending]
+    backplane: Backplane
+    #: seconds before ``since`` a replay starts (see trionet.core.resume.looked_back)
+    resume_lookback: float
     #: connection handlers running (a graceful shutdown waits for them)
     open_handlers: int
 
@@ -303,8 +307,13 @@ class _Session:
         persister = svc.persister
         user_id = self.conn.user_id
         limit = self.settings.replay_limit
+        # whatever another node routes from now on reaches this connection: the replay below
+        # then covers everything before it
+        await svc.backplane.joined(user_id)
+        lookback = svc.resume_lookback
         message_sizes, notification_sizes = await persister.replay_sizes(
-            user_id, since=since, since_notification=since_notification, limit=limit)
+            user_id, since=looked_back(since, lookback) or 0,
+            since_notification=looked_back(since_notification, lookback), limit=limit)
         window, gap_from = plan_replay(message_sizes, notification_sizes, limit,
                                        self.settings.replay_bytes)
         del message_sizes, notification_sizes

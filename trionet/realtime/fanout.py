@@ -19,6 +19,7 @@ from ..core.events import (
     DisconnectUser,
     MembershipChanged,
     PresenceChanged,
+    Resync,
     SessionEnded,
 )
 from ..core.routing import ToGroup, recipients
@@ -92,4 +93,8 @@ class Fanout:
             if event.node == self.registry.node:
                 self._on_presence(event.user_id, event.online)
             return 0
+        if isinstance(event, Resync):  # frames for them may be lost: they reconnect, resume
+            closed = self.registry.connection_count
+            self.registry.close_all(CloseCode.SERVICE_RESTART)
+            return closed
         raise TypeError(f"not a control event: {event!r}")

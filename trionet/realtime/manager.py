@@ -69,8 +69,9 @@ class Manager:
     # -- the public face ----------------------------------------------------------------------
 
     def is_online(self, user_id: int) -> bool:
-        """True while the user has a connection to this process."""
-        return self.registry.is_online(user_id)
+        """True while the user has a connection to any node of the deployment (to this
+        process, without a backplane between processes)."""
+        return self.backplane.is_online(user_id)
 
     async def send_to_user(self, user_id: int, frame: dict[str, Any] | str | bytes) -> int:
         """Push a frame (a dict, or JSON text) to every connection of one user; not persisted.
@@ -197,7 +198,7 @@ class Manager:
             if p.message is not None:  # kept a while for resends: drop what is not needed
                 p.frame = p.target = p.origin = None
         if deliveries:
-            await self.backplane.publish(deliveries)
+            await self.backplane.publish(deliveries, stored=True)
         reply = self.registry.reply
         for conn, ack in acks:
             reply(conn, ack)

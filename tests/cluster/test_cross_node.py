@@ -1,0 +1,144 @@
+"""Two nodes on one database and one Redis act as one server: every kind of frame crosses."""
+
+from __future__ import annotations
+
+import trio
+
+from trionet.testing import TestServer, running_cluster
+
+
+async def test_a_private_message_reaches_a_user_on_another_node_once() -> None:
+    async with running_cluster(2) as (one, two):
+        alice, bob = await one.create_user("alice"), await one.create_user("bob")
+        with trio.fail_after(20):
+            async with one.connect(alice) as wa, two.connect(bob) as wb:
+                await TestServer.send_json(wa, {"type": "private", "to": bob.id,
+                                                "content": "across", "client_id": "c1"})
+                got = await TestServer.receive_json(wb)
+                ack = await TestServer.receive_json(wa)
+                assert got["content"] == "across" and got["from"] == alice.id
+                assert ack["type"] == "ack" and ack["id"] == got["id"]
+                with trio.move_on_after(0.5):
+                    extra = await TestServer.receive_json(wb)
+                    raise AssertionError(f"delivered twice: {extra}")
+
+
+async def quiet(ws: object, seconds: float = 0.3) -> None:
+    """Nothing more arrives on ``ws`` (presence aside) for ``seconds``."""
+    with trio.move_on_after(seconds):
+        extra = await TestServer.receive_json(ws)  # type: ignore[arg-type]
+        raise AssertionError(f"unexpected frame: {extra}")
+
+
+async def test_a_group_message_reaches_every_tab_on_every_node_but_the_sending_one() -> None:
+    async with running_cluster(2) as (one, two):
+        alice, bob, carol = [await one.create_user(n) for n in ("alice", "bob", "carol")]
+        gid = await one.create_group("g", alice, [bob, carol])
+        with trio.fail_after(20):
+            async with one.connect(alice) as a1, two.connect(alice) as a2, \
+                    two.connect(bob) as b2, one.connect(bob) as b1, two.connect(carol) as c2:
+                await TestServer.send_json(a1, {"type": "group", "group_id": gid,
+                                                "content": "hello all", "client_id": "g1"})
+                for ws in (a2, b2, b1, c2):
+                    got = await TestServer.receive_json(ws)
+                    assert got["type"] == "group" and got["content"] == "hello all"
+                ack = await TestServer.receive_json(a1)
+                assert ack["type"] == "ack" and ack["id"] == got["id"]
+                for ws in (a1, a2, b2, b1, c2):
+                    await quiet(ws, 0.2)
+
+
+async def test_broadcast_notify_and_typing_cross_nodes() -> None:
+    from trionet.settings import Settings
+
+    key = "k" * 32
+    async with running_cluster(2, Settings(rate_limit=0, api_key=key)) as (one, two):
+        alice, bob = await one.create_user("alice"), await one.create_user("bob")
+        auth = {"Authorization": f"Bearer {key}"}
+        with trio.fail_after(20):
+            async with one.connect(alice) as wa, two.connect(bob) as wb, one.http() as http:
+                r = await http.post("/api/server/notify", headers=auth, json={
+                    "user_ids": [bob.id], "subtype": "like", "message": "alice liked it"})
+                assert r.status_code == 201, r.text
+                note = await TestServer.receive_json(wb)
+                assert note["type"] == "notification" and note["message"] == "alice liked it"
+                r = await http.post("/api/server/broadcast", headers=auth,
+                                    json={"content": "maintenance at noon"})
+                assert r.status_code == 200, r.text
+                for ws in (wa, wb):
+                    got = await TestServer.receive_json(ws)
+                    assert got["type"] == "broadcast" and got["content"] == "maintenance at noon"
+                await TestServer.send_json(wb, {"type": "typing", "to": alice.id})
+                typing = await TestServer.receive_json(wa)
+                assert typing["type"] == "typing" and typing["from"] == bob.id
+
+
+async def test_presence_is_cluster_wide_first_tab_anywhere_and_last_tab_anywhere() -> None:
+    async with running_cluster(2) as (one, two):
+        alice, bob = await one.create_user("alice"), await one.create_user("bob")
+        gid = await one.create_group("g", alice, [bob])
+        assert gid
+        with trio.fail_after(20):
+            async with one.connect(alice) as wa, one.http(alice) as http_one, \
+                    two.http(alice) as http_two:
+                async def online() -> list[bool]:
+                    out = []
+                    for http in (http_one, http_two):
+                        body = (await http.get("/api/users/online",
+                                               params={"ids": str(bob.id)})).json()
+                        out.append(body["online"][str(bob.id)])
+                    return out
+
+                assert await online() == [False, False]
+                async with two.connect(bob):
+                    got = await TestServer.receive_json(wa, ignore=())
+                    assert got == {**got, "type": "presence", "user_id": bob.id, "online": True}
+                    while await online() != [True, True]:
+                        await trio.sleep(0.02)
+                    async with one.connect(bob):  # a second tab, on the other node: silent
+                        await quiet(wa)
+                    await quiet(wa)  # ... and so is its closing while another tab is open
+                got = await TestServer.receive_json(wa, ignore=())
+                assert got == {**got, "type": "presence", "user_id": bob.id, "online": False}
+                while await online() != [False, False]:
+                    await trio.sleep(0.02)
+
+
+async def test_logout_on_one_node_closes_the_sessions_sockets_on_every_node() -> None:
+    from trio_websocket import ConnectionClosed
+
+    async with running_cluster(2) as (one, two):
+        alice = await one.create_user("alice")
+        with trio.fail_after(20):
+            async with one.connect(alice) as w1, two.connect(alice) as w2, \
+                    one.http(alice) as http:
+                assert (await http.post("/api/auth/logout")).status_code == 200
+                for ws in (w1, w2):
+                    try:
+                        while True:
+                            await ws.get_message()
+                    except ConnectionClosed as closed:
+                        assert closed.reason.code == 4001
+
+
+async def test_an_accepted_invite_on_one_node_changes_group_routing_on_the_other() -> None:
+    async with running_cluster(2) as (one, two):
+        alice, bob = await one.create_user("alice"), await one.create_user("bob")
+        gid = await one.create_group("g", alice)
+        with trio.fail_after(20):
+            async with two.connect(alice) as wa, one.connect(bob) as wb, \
+                    one.http(alice) as alice_http, one.http(bob) as bob_http:
+                # node two routes the group once: its member list is cached there now
+                await TestServer.send_json(wa, {"type": "group", "group_id": gid,
+                                                "content": "before", "client_id": "b"})
+                assert (await TestServer.receive_json(wa))["type"] == "ack"
+                r = await alice_http.post("/api/groups/invite",
+                                          json={"group_id": gid, "user_id": bob.id})
+                assert r.status_code == 201, r.text
+                assert (await TestServer.receive_json(wb))["subtype"] == "group_invite"
+                assert (await bob_http.post(f"/api/groups/{gid}/accept")).status_code == 200
+                await trio.sleep(0.1)  # the invalidation crosses Redis (milliseconds)
+                await TestServer.send_json(wa, {"type": "group", "group_id": gid,
+                                                "content": "after", "client_id": "a"})
+                got = await TestServer.receive_json(wb)
+                assert got["type"] == "group" and got["content"] == "after"

@@ -1,0 +1,493 @@
+"""The Redis backplane: several processes (nodes), on one host or many, act as one server.
+
+One owner task per node holds the Redis client and its pub/sub connection (coredis, which
+runs on trio through anyio; its contexts must be entered and left in one task). Under it:
+
+- **the outbound task** sends, in order, what the manager handed over: each committed batch
+  (or ephemeral send) once, through one script that publishes it to each *other* live node
+  holding one of its recipients (``P:to:<node>``), or to ``P:all`` for everyone; control events
+  to ``P:all``; and the node's users joining and leaving (``P:where:<user>``). The manager
+  never waits for Redis: this node's own connections get every batch at once
+  (:meth:`publish` hands it to the sink first), and the rest waits in a queue bounded in
+  bytes;
+- **the listener** hands what arrives on ``P:to:<node>`` and ``P:all`` to the node's sink;
+- **the lease**: a worker number (0-63, for message ids) and the node's name, leased with a
+  TTL and renewed; with it, a heartbeat published to the node's own channel, so a listener
+  that hears nothing any more (a deaf node) is detected and the connection restarted;
+- **the reaper**: a node whose lease expired (it died) is reaped by whichever live node
+  gets there first, atomically: its users are removed and those no node holds any more go
+  offline, announced by the reaper.
+
+Failures: a lost Redis connection (or any failure of these tasks) is logged, counted in
+``trionet_backplane_reconnects_total`` and retried with a growing delay; meanwhile the node
+serves its own connections, ``ready`` is false (``/readyz`` answers 503), and what it could
+not send waits (persisted batches first; past :data:`OUTBOUND_BYTES` the oldest go). Once it
+is back, the node's connections are closed with 1012 so that they reconnect and resume (they
+may have missed what other nodes sent meanwhile), and if persisted frames were dropped from
+the queue every node does the same (a :class:`~trionet.core.events.Resync`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import trio
+from prometheus_client import Counter, Gauge
+
+from ..core.events import (
+    ControlEvent,
+    Delivery,
+    PresenceChanged,
+    Resync,
+    pack,
+    unpack,
+)
+from ..core.routing import ToAll, ToGroup
+from ..metrics import Metrics
+from .interface import BackplaneSink
+from .redis_keys import ACQUIRE, JOIN, LEAVE, REAP, RENEW, ROUTE, WORKERS, Keys
+
+__all__ = ["RedisBackplane", "BackplaneUnavailable", "OUTBOUND_BYTES"]
+
+log = logging.getLogger("trionet.backplane")
+
+#: most bytes of batches and events waiting for Redis while it is unreachable
+OUTBOUND_BYTES = 32 * 1024 * 1024
+#: the node's lease (TRIONET_REDIS_LEASE): renewed, and a heartbeat sent, every fifth of it
+LEASE_SECONDS = 15.0
+#: reconnect delays: the first, and the most
+RETRY_FIRST = 0.2
+RETRY_MAX = 5.0
+#: how long a connection waits for its user's join to reach Redis before going on
+JOIN_WAIT_SECONDS = 2.0
+_HEARTBEAT = b"hb"
+
+
+class BackplaneUnavailable(Exception):
+    """Redis could not be used (unreachable, lease lost, deaf listener): reconnect."""
+
+
+@dataclass(slots=True)
+class _Op:
+    """One thing for Redis, in order: a payload to route (``users`` None: to every node),
+    a control event for every node, or a user joining or leaving this node."""
+
+    kind: str  # "route", "all", "join", "leave"
+    payload: bytes = b""
+    users: frozenset[int] | None = None
+    user_id: int = 0
+    persisted: bool = False
+
+    @property
+    def size(self) -> int:
+        return len(self.payload) + 8 * (len(self.users) if self.users else 1) + 64
+
+
+class RedisBackplane:
+    """The :class:`~trionet.backplane.Backplane` of a node in a deployment on one Redis."""
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        node: str,
+        *,
+        metrics: Metrics,
+        on_worker: Callable[[int], None] = lambda worker: None,
+        outbound_bytes: int = OUTBOUND_BYTES,
+        lease_seconds: float = LEASE_SECONDS,
+    ) -> None:
+        self.url = url
+        self.keys = Keys(prefix)
+        self.node = node
+        self._on_worker = on_worker
+        self.worker: int | None = None
+        self._outbound_bytes = outbound_bytes
+        self._lease_ms = int(lease_seconds * 1000)
+        # renewed (and the heartbeat sent) five times a lease, dead nodes looked for as often;
+        # deaf: no heartbeat heard for two thirds of a lease
+        self._renew = self._reap = lease_seconds / 5
+        self._deaf = max(2.0, lease_seconds * 2 / 3)
+        self._sink: BackplaneSink | None = None
+        self._queue: deque[_Op] = deque()
+        self._queued_bytes = 0
+        self._wake = trio.Event()
+        #: persisted frames were dropped from the queue: every node must resync
+        self._lost = False
+        #: the nodes holding each user, cluster-wide (a replica kept from presence events)
+        self._where: dict[int, set[str]] = {}
+        #: users whose join reached Redis; waiters for those in flight
+        self._joined: set[int] = set()
+        self._join_waiters: dict[int, trio.Event] = {}
+        self._heard = time.monotonic()
+        #: this node's messages are numbered; the last number seen of each other node's
+        self._seq = itertools.count(1)
+        self._last_seq: dict[str, int] = {}
+        self.ready = False
+        self._started = False
+        r = metrics.registry
+        self.m_connected = Gauge("trionet_backplane_connected",
+                                 "1 while the Redis backplane is connected", registry=r)
+        self.m_reconnects = Counter(
+            "trionet_backplane_reconnects",
+            "Redis backplane connections lost or refused (and retried), by reason",
+            ["reason"], registry=r)
+        self.m_published = Counter("trionet_backplane_published",
+                                   "Messages published to other nodes", registry=r)
+        self.m_received = Counter("trionet_backplane_received",
+                                  "Messages received from other nodes", registry=r)
+        self.m_dropped = Counter(
+            "trionet_backplane_dropped",
+            "Batches and events dropped while Redis was unreachable (queue full), by kind",
+            ["kind"], registry=r)
+        self.m_queued = Gauge("trionet_backplane_queued_bytes",
+                              "Bytes waiting for the Redis backplane", registry=r)
+        self.m_resyncs = Counter(
+            "trionet_backplane_resyncs",
+            "Times this node's connections were asked to resume (1012) after an outage",
+            registry=r)
+
+    # -- what the node asks -------------------------------------------------------------------
+
+    def is_online(self, user_id: int) -> bool:
+        """True while any node holds a connection of the user (as this node last heard)."""
+        return user_id in self._where
+
+    async def joined(self, user_id: int) -> None:
+        """Return once this node's hold on the user is recorded in Redis (so that whatever
+        another node routes from now on reaches this node), or after
+        :data:`JOIN_WAIT_SECONDS` while Redis is unreachable."""
+        if user_id in self._joined:
+            return
+        event = self._join_waiters.get(user_id)
+        if event is None:
+            event = self._join_waiters[user_id] = trio.Event()
+        with trio.move_on_after(JOIN_WAIT_SECONDS):
+            await event.wait()
+
+    async def publish(self, batch: Sequence[Delivery], *, stored: bool = False) -> int:
+        sent = self._bound().deliver(batch)
+        users: set[int] = set()
+        everyone = False
+        for delivery in batch:
+            target = delivery.target
+            if isinstance(target, ToAll):
+                everyone = True
+                break
+            users.update(target.members if isinstance(target, ToGroup) else target.user_ids)
+        payload = self._pack(batch)
+        if everyone:
+            self._put(_Op("all", payload, persisted=stored))
+        elif users:
+            self._put(_Op("route", payload, frozenset(users), persisted=stored))
+        return sent
+
+    async def publish_control(self, event: ControlEvent) -> int:
+        if isinstance(event, PresenceChanged) and event.node == self.node:
+            # this node's first connection of a user opened, or its last closed: recorded in
+            # Redis first, announced (by this node) only if it is the first or last anywhere
+            self._put(_Op("join" if event.online else "leave", self._pack([event]),
+                          user_id=event.user_id))
+            self._seen(event)
+            return 0
+        closed = self._bound().control(event)
+        self._put(_Op("all", self._pack([event]), persisted=True))
+        return closed
+
+    # -- queueing -----------------------------------------------------------------------------
+
+    def _pack(self, items: Sequence[Delivery | ControlEvent]) -> bytes:
+        return pack(self.node, items, next(self._seq))
+
+    def _bound(self) -> BackplaneSink:
+        if self._sink is None:
+            raise RuntimeError("the backplane is not running")
+        return self._sink
+
+    def _put(self, op: _Op) -> None:
+        self._queue.append(op)
+        self._queued_bytes += op.size
+        while self._queued_bytes > self._outbound_bytes and len(self._queue) > 1:
+            dropped = self._queue.popleft()
+            self._queued_bytes -= dropped.size
+            self.m_dropped.labels(dropped.kind).inc()
+            if dropped.persisted or dropped.kind in ("join", "leave"):
+                self._lost = True
+        self.m_queued.set(self._queued_bytes)
+        self._wake.set()
+
+    def _seen(self, event: PresenceChanged) -> None:
+        """Keep the replica of who is where."""
+        nodes = self._where.get(event.user_id)
+        if event.online:
+            if nodes is None:
+                self._where[event.user_id] = {event.node}
+            else:
+                nodes.add(event.node)
+        elif nodes is not None:
+            nodes.discard(event.node)
+            if not nodes:
+                del self._where[event.user_id]
+
+    # -- the owner task -----------------------------------------------------------------------
+
+    async def run(
+        self, sink: BackplaneSink, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Connect, lease, listen and send until cancelled, reconnecting whenever Redis is
+        lost; ``started`` once connected the first time (start-up waits for Redis)."""
+        self._sink = sink
+        try:
+            await self._reconnecting(task_status)
+        except* (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            # cancelled while coredis's pub/sub unsubscribes on a connection already closed
+            # (its cleanup does not expect that): nothing is left to clean up
+            log.debug("the Redis connection was already closed when the backplane stopped")
+        finally:
+            self._sink = None
+            self.ready = False
+            self.m_connected.set(0)
+
+    async def _reconnecting(self, task_status: trio.TaskStatus[None]) -> None:
+        delay = RETRY_FIRST
+        while True:
+            started_at = time.monotonic()
+            try:
+                await self._session(task_status)
+            except Exception as exc:  # any failure: reconnect (never a silent deaf node)
+                reason = _reason(exc)
+                self.m_reconnects.labels(reason).inc()
+                was_ready, self.ready = self.ready, False
+                self.m_connected.set(0)
+                if not self._started:
+                    log.warning("Redis backplane at %s unreachable (%s); retrying in"
+                                " %.1f s: this node serves nothing until it is reached",
+                                _shown(self.url), _describe(exc), delay)
+                else:
+                    log.warning("Redis backplane %s (%s); reconnecting in %.1f s",
+                                "lost" if was_ready else "still unreachable",
+                                _describe(exc), delay)
+            if time.monotonic() - started_at > 2 * RETRY_MAX:
+                delay = RETRY_FIRST  # it had been up a while: retry soon
+            await trio.sleep(delay)
+            delay = min(RETRY_MAX, delay * 2)
+
+    async def _session(self, task_status: trio.TaskStatus[None]) -> None:
+        import coredis
+        from coredis.retry import NoRetryPolicy
+
+        client = coredis.Redis.from_url(self.url, decode_responses=False,
+                                        connect_timeout=2.0, stream_timeout=5.0)
+        async with client:
+            await client.ping()
+            scripts = {name: client.register_script(text) for name, text in (
+                ("acquire", ACQUIRE), ("renew", RENEW), ("join", JOIN), ("leave", LEAVE),
+                ("route", ROUTE), ("reap", REAP))}
+            await self._lease(scripts)
+            pubsub = client.pubsub(channels=[self.keys.to(self.node), self.keys.all],
+                                   retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True,
+                                   max_idle_seconds=5)
+            async with pubsub:
+                await self._rejoin(client)
+                await self._load_replica(client)
+                self.ready = True
+                self.m_connected.set(1)
+                self._heard = time.monotonic()
+                if not self._started:
+                    log.info("Redis backplane connected: node %s, worker %d",
+                             self.node, self.worker)
+                    self._started = True
+                    task_status.started()
+                else:
+                    log.info("Redis backplane reconnected: node %s, worker %d; this node's"
+                             " connections resume (1012)", self.node, self.worker)
+                    self._resync_local()
+                if self._lost:  # persisted frames meant for other nodes were dropped
+                    self._lost = False
+                    self._put(_Op("all", self._pack([Resync(self.node)]), persisted=True))
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._listen, pubsub)
+                    nursery.start_soon(self._send, client, scripts)
+                    nursery.start_soon(self._keep_lease, client, scripts)
+                    nursery.start_soon(self._reap_dead, client, scripts)
+
+    async def _lease(self, scripts: dict[str, Any]) -> None:
+        worker = await scripts["acquire"](
+            keys=[self.keys.nodes, self.keys.node(self.node)],
+            args=[self.keys.prefix, self.node, self._lease_ms, WORKERS])
+        worker = int(worker)
+        if worker < 0:
+            raise BackplaneUnavailable(f"all {WORKERS} worker numbers are leased")
+        if worker != self.worker:
+            if self.worker is not None:
+                log.warning("worker number %d was lost while Redis was unreachable; this node"
+                            " allocates ids as worker %d now", self.worker, worker)
+            self.worker = worker
+            self._on_worker(worker)
+
+    async def _rejoin(self, client: Any) -> None:
+        """Record every user this node holds (a reconnect may follow a reap)."""
+        users = [uid for uid, nodes in self._where.items() if self.node in nodes]
+        if users:
+            async with client.pipeline(transaction=False) as pipe:
+                pipe.sadd(self.keys.held(self.node), users)
+                for uid in users:
+                    pipe.sadd(self.keys.where(uid), [self.node])
+                pipe.sadd(self.keys.nodes, [self.node])
+        self._joined.update(users)
+
+    async def _load_replica(self, client: Any) -> None:
+        """Who is where, from Redis (every live node's users), then kept by events."""
+        names = [n.decode() for n in await client.smembers(self.keys.nodes)]
+        where: dict[int, set[str]] = {}
+        for name in names:
+            if name == self.node or not await client.exists([self.keys.node(name)]):
+                continue
+            for raw in await client.smembers(self.keys.held(name)):
+                where.setdefault(int(raw), set()).add(name)
+        for uid, nodes in self._where.items():
+            if self.node in nodes:
+                where.setdefault(uid, set()).add(self.node)
+        self._where = where
+
+    def _resync_local(self) -> None:
+        self.m_resyncs.inc()
+        self._bound().control(Resync(self.node))
+
+    async def _listen(self, pubsub: Any) -> None:
+        sink = self._bound()
+        mine = self.keys.to(self.node).encode()
+        async for message in pubsub:
+            if message["type"] != "message":
+                continue
+            self._heard = time.monotonic()
+            data = message["data"]
+            if data == _HEARTBEAT and message["channel"] == mine:
+                continue
+            try:
+                origin, seq, items = unpack(data)
+            except ValueError:
+                log.warning("ignored a backplane message that is not trionet's")
+                continue
+            if origin == self.node:
+                continue  # this node's own, on P:all: handled when it was published
+            if seq <= self._last_seq.get(origin, 0):
+                continue  # a copy: a publish retried after a lost reply
+            self._last_seq[origin] = seq
+            self.m_received.inc()
+            deliveries = [item for item in items if isinstance(item, Delivery)]
+            if deliveries:
+                sink.deliver(deliveries)
+            for item in items:
+                if isinstance(item, PresenceChanged):
+                    self._seen(item)
+                elif not isinstance(item, Delivery):
+                    sink.control(item)
+        raise BackplaneUnavailable("the pub/sub connection ended")
+
+    async def _send(self, client: Any, scripts: dict[str, Any]) -> None:
+        sink = self._bound()
+        while True:
+            if not self._queue:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            op = self._queue[0]
+            if op.kind == "route":
+                assert op.users is not None
+                await scripts["route"](keys=[self.keys.where(u) for u in op.users],
+                                       args=[self.keys.prefix, self.node, op.payload])
+                self.m_published.inc()
+            elif op.kind == "all":
+                await client.publish(self.keys.all, op.payload)
+                self.m_published.inc()
+            else:
+                changed = await scripts[op.kind](
+                    keys=[self.keys.where(op.user_id), self.keys.held(self.node)],
+                    args=[self.node, op.user_id, op.payload, self.keys.all])
+                if op.kind == "join":
+                    self._joined.add(op.user_id)
+                    waiter = self._join_waiters.pop(op.user_id, None)
+                    if waiter is not None:
+                        waiter.set()
+                else:
+                    self._joined.discard(op.user_id)
+                if int(changed):  # the first connection anywhere, or the last: announce
+                    sink.control(PresenceChanged(op.user_id, op.kind == "join", self.node))
+            self._queue.popleft()
+            self._queued_bytes -= op.size
+            self.m_queued.set(self._queued_bytes)
+
+    async def _keep_lease(self, client: Any, scripts: dict[str, Any]) -> None:
+        assert self.worker is not None
+        while True:
+            await trio.sleep(self._renew)
+            kept = await scripts["renew"](
+                keys=[self.keys.node(self.node), self.keys.worker(self.worker)],
+                args=[self.node, self.worker, self._lease_ms])
+            if not int(kept):
+                raise BackplaneUnavailable("the node's lease expired")
+            await client.publish(self.keys.to(self.node), _HEARTBEAT)
+            if time.monotonic() - self._heard > self._deaf:
+                raise BackplaneUnavailable(
+                    f"the listener heard nothing for {self._deaf:.0f} s (deaf)")
+
+    async def _reap_dead(self, client: Any, scripts: dict[str, Any]) -> None:
+        sink = self._bound()
+        while True:
+            await trio.sleep(self._reap)
+            for raw in await client.smembers(self.keys.nodes):
+                name = raw.decode()
+                if name == self.node or await client.exists([self.keys.node(name)]):
+                    continue
+                reaped = await scripts["reap"](keys=[self.keys.nodes],
+                                               args=[self.keys.prefix, name])
+                if reaped is None:
+                    continue
+                held, gone = ([int(u) for u in part] for part in reaped)
+                log.warning("node %s stopped renewing its lease: reaped its %d users (%d of"
+                            " them now offline)", name, len(held), len(gone))
+                events = [PresenceChanged(uid, False, name) for uid in held]
+                for event in events:
+                    self._seen(event)
+                self._last_seq.pop(name, None)
+                for start in range(0, len(events), 500):
+                    self._put(_Op("all", self._pack(events[start:start + 500])))
+                for uid in gone:  # this node announces them (the dead one cannot)
+                    if uid not in self._where:
+                        sink.control(PresenceChanged(uid, False, self.node))
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        inner = exc.exceptions[0] if exc.exceptions else exc
+        return _reason(inner)
+    if isinstance(exc, BackplaneUnavailable):
+        text = str(exc)
+        return "deaf" if "deaf" in text else "lease" if "lease" in text else "closed"
+    if isinstance(exc, (OSError, TimeoutError)):
+        return "connection"
+    name = type(exc).__name__
+    return "connection" if "Connection" in name or "Timeout" in name else "error"
+
+
+def _describe(exc: BaseException) -> str:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _shown(url: str) -> str:
+    """The URL without a password."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    return url
+

@@ -1,0 +1,144 @@
+"""The Redis backplane's names and scripts (no I/O): every key and channel under one prefix.
+
+Keys (``P`` is ``TRIONET_REDIS_PREFIX``):
+
+- ``P:nodes``: the set of node names that ever joined and were not reaped yet;
+- ``P:node:<name>``: the node's lease (its worker number), with a TTL it renews;
+- ``P:worker:<n>``: worker number ``n`` (0-63, the id allocator's) leased to a node name;
+- ``P:where:<user>``: the nodes holding a connection of the user;
+- ``P:held:<name>``: the users a node holds (so a dead node's can be reaped).
+
+Channels: ``P:to:<name>``, what one node needs (deliveries for its users, its own heartbeat),
+and ``P:all``, what every node needs (control events, deliveries to everyone).
+
+Each script runs atomically in Redis, which is what makes "first connection anywhere" and
+"last connection anywhere" exact, and reaping a dead node happen once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Keys", "ACQUIRE", "RENEW", "JOIN", "LEAVE", "ROUTE", "REAP", "WORKERS"]
+
+#: worker numbers a node may lease: the id allocator's (trionet.core.ids.WORKERS)
+WORKERS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The keys and channels of one deployment (one prefix)."""
+
+    prefix: str
+
+    @property
+    def nodes(self) -> str:
+        return f"{self.prefix}:nodes"
+
+    def node(self, name: str) -> str:
+        return f"{self.prefix}:node:{name}"
+
+    def worker(self, number: int) -> str:
+        return f"{self.prefix}:worker:{number}"
+
+    def where(self, user_id: int) -> str:
+        return f"{self.prefix}:where:{user_id}"
+
+    def held(self, name: str) -> str:
+        return f"{self.prefix}:held:{name}"
+
+    def to(self, name: str) -> str:
+        return f"{self.prefix}:to:{name}"
+
+    @property
+    def all(self) -> str:
+        return f"{self.prefix}:all"
+
+
+#: KEYS: nodes, node:<me>; ARGV: prefix, me, ttl ms, workers. Takes the first free worker
+#: number (or keeps the one this node holds); returns it, or -1 when all are taken.
+ACQUIRE = """
+local mine = redis.call('GET', KEYS[2])
+if mine then
+  local wkey = ARGV[1] .. ':worker:' .. mine
+  if redis.call('GET', wkey) == ARGV[2] then
+    redis.call('PEXPIRE', wkey, ARGV[3])
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    return tonumber(mine)
+  end
+end
+for n = 0, tonumber(ARGV[4]) - 1 do
+  if redis.call('SET', ARGV[1] .. ':worker:' .. n, ARGV[2], 'NX', 'PX', ARGV[3]) then
+    redis.call('SET', KEYS[2], n, 'PX', ARGV[3])
+    redis.call('SADD', KEYS[1], ARGV[2])
+    return n
+  end
+end
+return -1
+"""
+
+#: KEYS: node:<me>, worker:<n>; ARGV: me, n, ttl ms. Extends the lease; 0 when it was lost.
+RENEW = """
+if redis.call('GET', KEYS[2]) == ARGV[1] and redis.call('GET', KEYS[1]) == ARGV[2] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  return 1
+end
+return 0
+"""
+
+#: KEYS: where:<user>, held:<me>; ARGV: me, user, the presence event for every node (published
+#: on the channel ARGV[4]). 1 when the user had no node before.
+JOIN = """
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[4], ARGV[3])
+if redis.call('SCARD', KEYS[1]) == 1 then return 1 end
+return 0
+"""
+
+#: KEYS and ARGV as JOIN's. 1 when no node holds the user any more.
+LEAVE = """
+redis.call('SREM', KEYS[2], ARGV[2])
+local removed = redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[4], ARGV[3])
+if removed == 1 and redis.call('SCARD', KEYS[1]) == 0 then return 1 end
+return 0
+"""
+
+#: KEYS: where:<user> of every user a batch addresses; ARGV: prefix, me, payload. Publishes
+#: the payload once to each other live node holding one of them; returns how many nodes.
+ROUTE = """
+local seen = {}
+local count = 0
+for i = 1, #KEYS do
+  for _, node in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+    if node ~= ARGV[2] and not seen[node] then
+      seen[node] = true
+      if redis.call('EXISTS', ARGV[1] .. ':node:' .. node) == 1 then
+        redis.call('PUBLISH', ARGV[1] .. ':to:' .. node, ARGV[3])
+        count = count + 1
+      end
+    end
+  end
+end
+return count
+"""
+
+#: KEYS: nodes; ARGV: prefix, name. Reaps a node whose lease expired (a dead one): removes it
+#: from every user's set; returns {every user it held, those now held by no node} as two
+#: flat lists, or nil when the node is alive (or was reaped already).
+REAP = """
+if redis.call('EXISTS', ARGV[1] .. ':node:' .. ARGV[2]) == 1 then return nil end
+if redis.call('SREM', KEYS[1], ARGV[2]) == 0 then return nil end
+local held = ARGV[1] .. ':held:' .. ARGV[2]
+local users = redis.call('SMEMBERS', held)
+local gone = {}
+for _, user in ipairs(users) do
+  local where = ARGV[1] .. ':where:' .. user
+  redis.call('SREM', where, ARGV[2])
+  if redis.call('SCARD', where) == 0 then table.insert(gone, user) end
+end
+redis.call('DEL', held)
+return {users, gone}
+"""

@@ -10,6 +10,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import jwt
 import trio
@@ -21,6 +22,8 @@ from .store import AccountStore
 
 __all__ = [
     "HASH_QUEUE_LIMIT",
+    "LocalLoginGuard",
+    "LoginGuard",
     "LOGIN_FAILURES_PER_ADDRESS",
     "LOGIN_FAILURES_PER_USER",
     "LOGIN_FAILURES_PER_USER_AND_ADDRESS",
@@ -313,3 +316,40 @@ class LoginThrottle:
         """Forget the failures of each key."""
         for key in keys:
             self._failures.pop(key, None)
+
+
+class LoginGuard(Protocol):
+    """The login throttle as the login handler uses it: this process's own
+    (:class:`LocalLoginGuard`), or one that every node of a deployment shares (Redis)."""
+
+    async def begin(self, keys: Sequence[str]) -> tuple[int | None, str]:
+        """Seconds to wait when any key is over its limit (and nothing is recorded), else
+        None and the attempt, recorded as failed until :meth:`forgive` takes it back."""
+        ...
+
+    async def forgive(self, keys: Sequence[str], attempt: str) -> None:
+        """Take back the failure recorded as ``attempt`` for each key."""
+        ...
+
+    async def succeeded(self, keys: Sequence[str]) -> None:
+        """Forget the failures of each key."""
+        ...
+
+
+class LocalLoginGuard:
+    """A :class:`LoginGuard` over this process's :class:`LoginThrottle`."""
+
+    def __init__(self, throttle: LoginThrottle) -> None:
+        self.throttle = throttle
+
+    async def begin(self, keys: Sequence[str]) -> tuple[int | None, str]:
+        wait = self.throttle.retry_after(keys)
+        if wait is not None:
+            return wait, ""
+        return None, repr(self.throttle.failed(keys))
+
+    async def forgive(self, keys: Sequence[str], attempt: str) -> None:
+        self.throttle.forgive(keys, float(attempt))
+
+    async def succeeded(self, keys: Sequence[str]) -> None:
+        self.throttle.succeeded(keys)

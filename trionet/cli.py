@@ -66,22 +66,42 @@ def main() -> None:
 @click.option("--host", help="Address to bind (TRIONET_HOST).")
 @click.option("--port", type=click.IntRange(0, 65535), help="Port to bind (TRIONET_PORT).")
 @click.option("--db", "database", help=_DB_HELP)
-def serve(host: str | None, port: int | None, database: str | None) -> None:
-    """Run the server in this process until SIGINT or SIGTERM."""
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes sharing the port, each a node of the Redis backplane"
+                   " (more than 1 needs TRIONET_REDIS_URL).")
+@click.option("--worker", "is_worker", is_flag=True, hidden=True,
+              help="Serve as one of --workers N (started by the supervisor).")
+def serve(host: str | None, port: int | None, database: str | None, workers: int,
+          is_worker: bool) -> None:
+    """Run the server until SIGINT or SIGTERM: in this process, or in --workers N."""
     settings = _settings(host=host, port=port, database=database)
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .app import create_app
     from .server import serve as run_server
 
-    _with_store(settings, _nothing)  # an unusable database is one line here, not a failed start
+    if workers > 1 and not settings.redis_url:
+        raise click.ClickException(
+            "configuration error: TRIONET_REDIS_URL: --workers N needs the Redis backplane"
+            " (set TRIONET_REDIS_URL=redis://host:port/db): workers are separate processes")
+    if not is_worker:  # the supervisor migrated already
+        _with_store(settings, _nothing)  # an unusable database is one line, not a failed start
+    if workers > 1:
+        from .supervisor import supervise
+
+        try:
+            code = trio.run(supervise, settings, workers)
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot serve on {settings.host}:{settings.port}: {exc}") from None
+        sys.exit(code)
     try:
         app = create_app(settings)
     except SettingsError as exc:  # e.g. a hypercorn without what trionet patches or reaches
         raise click.ClickException(f"configuration error: {exc}") from None
 
     async def main_task() -> None:
-        await run_server(app, settings)
+        await run_server(app, settings, reuse_port=is_worker)
 
     try:
         trio.run(main_task)

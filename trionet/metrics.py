@@ -13,6 +13,8 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.connections = Gauge("trionet_connections", "Open WebSocket connections", registry=r)
+        self.node = Gauge("trionet_node", "This process's node name (label): always 1",
+                          ["node"], registry=r)
         self.online_users = Gauge("trionet_online_users", "Users with a connection", registry=r)
         self.direct_connections = Gauge(
             "trionet_direct_transport_connections",

@@ -27,11 +27,15 @@ __all__ = ["hypercorn_config", "listening_socket", "serve", "wait_for_signal"]
 log = logging.getLogger("trionet.server")
 
 
-def listening_socket(host: str, port: int, *, tcp_user_timeout: float) -> socket.socket:
-    """A bound, listening TCP socket; accepted sockets inherit ``TCP_USER_TIMEOUT``."""
+def listening_socket(host: str, port: int, *, tcp_user_timeout: float,
+                     reuse_port: bool = False) -> socket.socket:
+    """A bound, listening TCP socket; accepted sockets inherit ``TCP_USER_TIMEOUT``.
+    ``reuse_port``: share the port with the other workers (``SO_REUSEPORT``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if tcp_user_timeout > 0 and hasattr(socket, "TCP_USER_TIMEOUT"):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(tcp_user_timeout * 1000))
     sock.bind((host, port))
@@ -71,16 +75,19 @@ async def serve(
     settings: Settings,
     *,
     shutdown_trigger: Callable[[], Awaitable[None]] | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` until ``shutdown_trigger`` returns (default: SIGINT/SIGTERM).
 
     At shutdown every client is closed with 1001 and the committer is flushed before
-    hypercorn stops; ``task_status`` receives the bound URLs.
+    hypercorn stops; ``task_status`` receives the bound URLs. ``reuse_port``: one of several
+    workers on one port (``trionet serve --workers N``).
     """
     services = services_of(app)
     sock = listening_socket(
-        settings.host, settings.port, tcp_user_timeout=settings.tcp_user_timeout
+        settings.host, settings.port, tcp_user_timeout=settings.tcp_user_timeout,
+        reuse_port=reuse_port,
     )
     config = hypercorn_config(settings, sock)
     trigger = shutdown_trigger or wait_for_signal

@@ -19,7 +19,14 @@ from collections.abc import Sequence
 import trio
 from quart_trio import QuartTrio
 
-from .auth import ChainResolver, CookieSessionResolver, JwtResolver, LoginThrottle
+from .auth import (
+    ChainResolver,
+    CookieSessionResolver,
+    JwtResolver,
+    LocalLoginGuard,
+    LoginGuard,
+    LoginThrottle,
+)
 from .backplane import Backplane, LocalBackplane
 from .core.dedupe import RecentSends
 from .core.events import PresenceChanged
@@ -84,6 +91,7 @@ class Services:
                 routes.control_nowait(PresenceChanged(user_id, online, node))
 
         self.registry = Registry(metrics=self.metrics, node=node, on_presence=presence_changed)
+        self.metrics.node.labels(node).set(1)
         #: how this process reaches the others: Redis (TRIONET_REDIS_URL), or nobody (it is
         #: the whole deployment)
         self.backplane: Backplane
@@ -120,8 +128,16 @@ class Services:
         self.group_limit = KeyedLimiter(settings.invite_rate)
         #: held per group across an invite change and its notification's commit
         self.invite_locks = KeyedLocks()
-        #: failed logins per (username, address), username and address (see LoginThrottle)
+        #: failed logins per (username, address), username and address (see LoginThrottle),
+        #: counted by this process, or by every node together in Redis
         self.throttle = LoginThrottle.for_logins()
+        self.logins: LoginGuard = LocalLoginGuard(self.throttle)
+        if settings.redis_url:
+            from .backplane.redis import RedisBackplane
+            from .backplane.redis_throttle import RedisLoginGuard
+
+            assert isinstance(self.backplane, RedisBackplane)
+            self.logins = RedisLoginGuard(self.backplane, self.throttle)
         #: registrations per client address (TRIONET_REGISTER_RATE)
         self.register_limit = KeyedLimiter(settings.register_rate)
         #: password hashes and checks computed at once (TRIONET_PASSWORD_HASHERS): argon2

@@ -45,7 +45,7 @@ from .services import Services, services_of
 from .settings import Settings
 
 __all__ = ["TestServer", "TestUser", "fresh_postgres_database", "fresh_redis_prefix",
-           "running_cluster", "running_server"]
+           "running_cluster", "running_server", "scratch_database"]
 
 
 @dataclass
@@ -282,10 +282,11 @@ async def running_cluster(
     with tempfile.TemporaryDirectory(prefix="trionet-test-") as tmp:
         async with AsyncExitStack() as stack:
             db_url = str(database) if database is not None else (
-                await stack.enter_async_context(_default_database(tmp)))
+                await stack.enter_async_context(scratch_database(tmp)))
             url, prefix = await stack.enter_async_context(fresh_redis_prefix(redis_url))
-            final = base.replace(host="127.0.0.1", port=0, database=db_url, redis_url=url,
-                                 redis_prefix=prefix)
+            # settings.redis_url (through a proxy, say) reaches the same Redis as redis_url
+            final = base.replace(host="127.0.0.1", port=0, database=db_url,
+                                 redis_url=base.redis_url or url, redis_prefix=prefix)
             servers = [await stack.enter_async_context(_serving(
                 final.replace(**(per_node[i] if i < len(per_node) else {})), resolver=None,
                 groups=None, persister=None, message_types=())) for i in range(nodes)]
@@ -293,9 +294,10 @@ async def running_cluster(
 
 
 @asynccontextmanager
-async def _default_database(tmp: str) -> AsyncIterator[str]:
-    """A temporary SQLite file, or with ``TRIONET_TEST_STORE=postgresql`` a fresh PostgreSQL
-    database (see :func:`fresh_postgres_database`)."""
+async def scratch_database(tmp: str | Path) -> AsyncIterator[str]:
+    """A database for one test: a SQLite file in the folder ``tmp``, or with
+    ``TRIONET_TEST_STORE=postgresql`` a fresh PostgreSQL database (see
+    :func:`fresh_postgres_database`); yields its URL (or path)."""
     kind = os.environ.get("TRIONET_TEST_STORE", "sqlite")
     if kind == "postgresql":
         async with fresh_postgres_database() as url:
@@ -332,7 +334,7 @@ async def running_server(
         async with AsyncExitStack() as stack:
             db_url = str(database) if database is not None else (
                 base.database if settings is not None and base.database != Settings().database
-                else await stack.enter_async_context(_default_database(tmp))
+                else await stack.enter_async_context(scratch_database(tmp))
             )
             async with _serving(base.replace(host="127.0.0.1", port=port, database=db_url),
                                 resolver=resolver, groups=groups, persister=persister,

@@ -142,3 +142,46 @@ async def test_an_accepted_invite_on_one_node_changes_group_routing_on_the_other
                                                 "content": "after", "client_id": "a"})
                 got = await TestServer.receive_json(wb)
                 assert got["type"] == "group" and got["content"] == "after"
+
+
+async def test_failed_logins_spread_over_nodes_count_together() -> None:
+    from trionet.auth import LOGIN_FAILURES_PER_USER_AND_ADDRESS as LIMIT
+
+    async with running_cluster(2) as (one, two):
+        alice = await one.create_user("alice")
+        with trio.fail_after(60):
+            async with one.http() as h1, two.http() as h2:
+                wrong = {"username": "alice", "password": "not-her-password"}
+                codes = [(await (h1 if n % 2 else h2).post("/api/auth/login", json=wrong))
+                         .status_code for n in range(LIMIT)]
+                assert codes == [401] * LIMIT
+                for http in (h1, h2):  # the pair is locked on every node now
+                    r = await http.post("/api/auth/login", json=wrong)
+                    assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+                right = {"username": "alice", "password": alice.password}
+                assert (await h1.post("/api/auth/login", json=right)).status_code == 429
+
+
+async def test_a_resend_to_another_node_gets_the_original_ack_and_is_not_stored_twice() -> None:
+    from api_helpers import stored_rows
+
+    async with running_cluster(2) as (one, two):
+        alice, bob = await one.create_user("alice"), await one.create_user("bob")
+        frame = {"type": "private", "to": bob.id, "content": "once", "client_id": "r1"}
+        with trio.fail_after(20):
+            async with two.connect(bob) as wb:
+                async with one.connect(alice) as wa:
+                    await TestServer.send_json(wa, frame)
+                    first = await TestServer.receive_json(wa)
+                assert (await TestServer.receive_json(wb))["id"] == first["id"]
+                # the ack was lost, say: alice resends it through the other node, resuming
+                for query in (f"since={first['id']}", ""):
+                    async with two.connect(alice, query=query) as wa2:
+                        await TestServer.send_json(wa2, frame)
+                        # (a resume replays the message itself first, from the look-back)
+                        again = await TestServer.receive_json(
+                            wa2, ignore=("presence", "synced", "private"))
+                        assert again == first
+                await quiet(wb)
+        rows = await stored_rows(one, "SELECT id FROM messages WHERE client_id = 'r1'")
+        assert len(rows) == 1

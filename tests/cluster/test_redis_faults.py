@@ -175,3 +175,31 @@ async def test_a_listener_that_fails_is_restarted_counted_and_its_connections_re
         assert Resync("n1") in sink.controls  # its connections were told to resume
         assert b1.ready
         nursery.cancel_scope.cancel()
+
+
+async def test_a_node_whose_lease_may_have_lapsed_allocates_no_ids_until_it_holds_one() -> None:
+    async with trio.open_nursery() as nursery:
+        proxy = CuttableProxy(nursery, int(DEFAULT_TEST_REDIS.rsplit(":", 1)[1].split("/")[0]))
+        await proxy.start()
+        settings = Settings(rate_limit=0, redis_lease=2,
+                            redis_url=f"redis://127.0.0.1:{proxy.port}/0")
+        async with running_cluster(1, settings) as (one,):
+            alice, bob = await one.create_user("alice"), await one.create_user("bob")
+            with trio.fail_after(60):
+                async with one.connect(alice) as wa, one.connect(bob):
+                    proxy.cut()
+                    await trio.sleep(2)  # past the lease, less its margin
+                    await TestServer.send_json(wa, {"type": "private", "to": bob.id,
+                                                    "content": "x", "client_id": "f"})
+                    error = await TestServer.receive_json(wa)
+                    assert error["type"] == "error" and error["code"] == "unavailable"
+                    assert error["client_id"] == "f"
+                    await proxy.start()
+                    frames, code = await drain_until_closed(wa)  # resume: 1012
+                    assert code == 1012
+                async with one.connect(alice) as wa:
+                    await TestServer.send_json(wa, {"type": "private", "to": bob.id,
+                                                    "content": "x", "client_id": "f"})
+                    ack = await TestServer.receive_json(wa)
+                    assert ack["type"] == "ack" and ack["persisted"] is True
+        nursery.cancel_scope.cancel()

@@ -104,26 +104,25 @@ async def login() -> Response:
     assert body is not None
     # (username, address), username, address: see LoginThrottle.for_logins for the limits
     keys = LoginThrottle.login_keys(body.username, request.remote_addr)
-    wait = svc.throttle.retry_after(keys)
+    # counted as failed until it succeeds, so a burst of concurrent guesses cannot all pass
+    wait, attempt = await svc.logins.begin(keys)
     if wait is not None:
         raise ApiError(429, ErrorCode.TOO_MANY_REQUESTS, "too many failed logins; wait",
                        headers={"Retry-After": str(wait)})
-    # counted as failed until it succeeds, so a burst of concurrent guesses cannot all pass
-    attempt = svc.throttle.failed(keys)
     user = await svc.store.get_user_by_name(body.username)
     try:
         ok = await verify_password(body.password, None if user is None else user.password_hash,
                                    hashers=svc.hashers)
     except HashersBusy:
-        svc.throttle.forgive(keys, attempt)  # the password was not checked
+        await svc.logins.forgive(keys, attempt)  # the password was not checked
         raise _hashers_busy() from None
     if not ok:
         raise ApiError(401, ErrorCode.UNAUTHORIZED, "wrong username or password")
     assert user is not None
     # the pair's failures are forgotten; the username's and the address's ceilings keep
     # everyone else's failures (only this attempt is taken back)
-    svc.throttle.succeeded(keys[:1])
-    svc.throttle.forgive(keys[1:], attempt)
+    await svc.logins.succeeded(keys[:1])
+    await svc.logins.forgive(keys[1:], attempt)
     token = new_token()
     ttl = svc.settings.session_ttl
     await svc.store.create_session(hash_token(token), user.id, time.time() + ttl)

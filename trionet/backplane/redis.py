@@ -37,7 +37,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import trio
 from prometheus_client import Counter, Gauge
 
@@ -100,7 +99,7 @@ class RedisBackplane:
         node: str,
         *,
         metrics: Metrics,
-        on_worker: Callable[[int], None] = lambda worker: None,
+        on_worker: Callable[[int | None], None] = lambda worker: None,
         outbound_bytes: int = OUTBOUND_BYTES,
         lease_seconds: float = LEASE_SECONDS,
     ) -> None:
@@ -132,6 +131,11 @@ class RedisBackplane:
         self._last_seq: dict[str, int] = {}
         self.ready = False
         self._started = False
+        self._renewed_at = time.monotonic()
+        self._fenced = False
+        #: the Redis client while connected (other tasks may send commands on it; only the
+        #: owner task enters and leaves it)
+        self.client: Any = None
         r = metrics.registry
         self.m_connected = Gauge("trionet_backplane_connected",
                                  "1 while the Redis backplane is connected", registry=r)
@@ -243,9 +247,14 @@ class RedisBackplane:
     ) -> None:
         """Connect, lease, listen and send until cancelled, reconnecting whenever Redis is
         lost; ``started`` once connected the first time (start-up waits for Redis)."""
+        import anyio
+
         self._sink = sink
         try:
-            await self._reconnecting(task_status)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._fence_ids)
+                await self._reconnecting(task_status)
+                nursery.cancel_scope.cancel()
         except* (anyio.ClosedResourceError, anyio.BrokenResourceError):
             # cancelled while coredis's pub/sub unsubscribes on a connection already closed
             # (its cleanup does not expect that): nothing is left to clean up
@@ -286,6 +295,7 @@ class RedisBackplane:
         client = coredis.Redis.from_url(self.url, decode_responses=False,
                                         connect_timeout=2.0, stream_timeout=5.0)
         async with client:
+            self.client = client
             await client.ping()
             scripts = {name: client.register_script(text) for name, text in (
                 ("acquire", ACQUIRE), ("renew", RENEW), ("join", JOIN), ("leave", LEAVE),
@@ -312,11 +322,35 @@ class RedisBackplane:
                 if self._lost:  # persisted frames meant for other nodes were dropped
                     self._lost = False
                     self._put(_Op("all", self._pack([Resync(self.node)]), persisted=True))
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._listen, pubsub)
-                    nursery.start_soon(self._send, client, scripts)
-                    nursery.start_soon(self._keep_lease, client, scripts)
-                    nursery.start_soon(self._reap_dead, client, scripts)
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._listen, pubsub)
+                        nursery.start_soon(self._send, client, scripts)
+                        nursery.start_soon(self._keep_lease, client, scripts)
+                        nursery.start_soon(self._reap_dead, client, scripts)
+                finally:
+                    self.client = None
+
+    async def _fence_ids(self) -> None:
+        """While the lease is not renewed (Redis unreachable) it may lapse, and another node
+        may take the worker number: stop allocating ids before that can happen (sends get
+        ``unavailable``) until the lease is renewed or another number leased."""
+        margin = max(1.0, self._lease_ms / 1000 / 5)
+        while True:
+            await trio.sleep(0.25)
+            late = time.monotonic() - self._renewed_at > self._lease_ms / 1000 - margin
+            if late and self.worker is not None and not self._fenced:
+                self._fenced = True
+                log.warning("the Redis lease of worker %d was not renewed for %.0f s: no new"
+                            " message ids until it is", self.worker,
+                            time.monotonic() - self._renewed_at)
+                self._on_worker(None)
+
+    def _renewed(self) -> None:
+        self._renewed_at = time.monotonic()
+        if self._fenced and self.worker is not None:
+            self._fenced = False
+            self._on_worker(self.worker)
 
     async def _lease(self, scripts: dict[str, Any]) -> None:
         worker = await scripts["acquire"](
@@ -331,6 +365,7 @@ class RedisBackplane:
                             " allocates ids as worker %d now", self.worker, worker)
             self.worker = worker
             self._on_worker(worker)
+        self._renewed()
 
     async def _rejoin(self, client: Any) -> None:
         """Record every user this node holds (a reconnect may follow a reap)."""
@@ -434,6 +469,7 @@ class RedisBackplane:
                 args=[self.node, self.worker, self._lease_ms])
             if not int(kept):
                 raise BackplaneUnavailable("the node's lease expired")
+            self._renewed()
             await client.publish(self.keys.to(self.node), _HEARTBEAT)
             if time.monotonic() - self._heard > self._deaf:
                 raise BackplaneUnavailable(

@@ -12,7 +12,10 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-__all__ = ["EPOCH_MS", "WORKERS", "IdAllocator", "id_at", "id_timestamp", "id_to_iso"]
+from .errors import StoreUnavailable
+
+__all__ = ["EPOCH_MS", "WORKERS", "IdAllocator", "NoWorkerNumber", "id_at", "id_timestamp",
+           "id_to_iso"]
 
 EPOCH_MS = 1_735_689_600_000  # 2025-01-01T00:00:00Z
 _WORKER_BITS = 6
@@ -21,6 +24,11 @@ _SEQ_BITS = 6
 WORKERS = 1 << _WORKER_BITS
 _SHIFT = _WORKER_BITS + _SEQ_BITS
 _SEQ_MAX = (1 << _SEQ_BITS) - 1
+
+
+class NoWorkerNumber(StoreUnavailable):
+    """This process holds no worker number now (its lease may have passed to another node):
+    it allocates no id until it holds one again, so no two nodes ever allocate the same."""
 
 
 class IdAllocator:
@@ -33,11 +41,15 @@ class IdAllocator:
         self._seq = _SEQ_MAX  # the floor's millisecond is used up
 
     @property
-    def worker(self) -> int:
-        return self._worker >> _SEQ_BITS
+    def worker(self) -> int | None:
+        return None if self._worker < 0 else self._worker >> _SEQ_BITS
 
-    def set_worker(self, worker: int) -> None:
-        """Allocate with another worker number from now on (one leased for this process)."""
+    def set_worker(self, worker: int | None) -> None:
+        """Allocate with another worker number from now on (one leased for this process);
+        None: allocate nothing (:class:`NoWorkerNumber`) until a number is set again."""
+        if worker is None:
+            self._worker = -1
+            return
         if not 0 <= worker < WORKERS:
             raise ValueError(f"worker must be in 0..{WORKERS - 1}")
         self._worker = worker << _SEQ_BITS
@@ -51,6 +63,8 @@ class IdAllocator:
 
     def next(self) -> int:
         """A new id, greater than every id this allocator returned before."""
+        if self._worker < 0:
+            raise NoWorkerNumber("no worker number for ids (the Redis lease lapsed); try again")
         now = int(time.time() * 1000) - EPOCH_MS
         if now > self._ms:
             self._ms = now

@@ -1,0 +1,129 @@
+"""``trionet serve --workers N``: worker processes on one port act as one server."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import httpx
+import trio
+import trio_websocket
+from faults import free_port
+
+from trionet.testing import fresh_redis_prefix, scratch_database
+
+PASSWORD = "0123456789"
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+async def nodes_seen(url: str, want: int) -> dict[str, float]:
+    """Scrape /metrics on fresh connections until ``want`` nodes answered: each node's
+    connection count."""
+    seen: dict[str, float] = {}
+    while len(seen) < want:
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            text = (await client.get("/metrics")).text
+        node = re.search(r'^trionet_node\{node="([^"]+)"\} 1', text, re.M)
+        count = re.search(r"^trionet_connections (\S+)", text, re.M)
+        assert node and count, text[:300]
+        seen[node.group(1)] = float(count.group(1))
+    return seen
+
+
+async def test_workers_share_one_port_deliver_across_and_stop_gracefully(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    async with scratch_database(tmp_path) as database, fresh_redis_prefix() as (redis, prefix):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIONET_")}
+        env.update(TRIONET_DATABASE=database, TRIONET_REDIS_URL=redis,
+                   TRIONET_REDIS_PREFIX=prefix, TRIONET_RATE_LIMIT="0",
+                   TRIONET_REGISTER_RATE="0", TRIONET_SHUTDOWN_TIMEOUT="3",
+                   TRIONET_HOST="127.0.0.1", TRIONET_PORT=str(port))
+        log_path = tmp_path / "log"
+        with log_path.open("wb") as log:
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "trionet", "serve", "--workers", "2"], env=env,
+                stdout=log, stderr=log, start_new_session=True)
+            try:
+                with trio.fail_after(60):
+                    await _run_scenario(url, process)
+                process.send_signal(signal.SIGTERM)
+                workers = children_of(process.pid)
+                with trio.fail_after(20):
+                    code = await process.wait()
+            finally:
+                if process.returncode is None:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    with trio.move_on_after(5):
+                        await process.wait()
+    text = log_path.read_text()
+    assert code == 0, text
+    assert "Traceback" not in text, text
+    assert len(workers) == 2, text
+    assert not any(alive(pid) for pid in workers)
+    assert text.count("shutdown complete in") == 2, text  # each worker drained
+
+
+async def _run_scenario(url: str, process: trio.Process) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+        while True:
+            assert process.returncode is None, "the server exited during start-up"
+            try:
+                if (await http.get("/readyz")).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            await trio.sleep(0.1)
+        users = []
+        for i in range(16):
+            r = await http.post("/api/auth/register",
+                                json={"username": f"user{i}", "password": PASSWORD})
+            assert r.status_code == 201, r.text
+            r = await http.post("/api/auth/login",
+                                json={"username": f"user{i}", "password": PASSWORD})
+            assert r.status_code == 200, r.text
+            users.append((r.json()["id"], r.json()["token"]))
+    ws_url = url.replace("http", "ws") + "/ws"
+    async with trio.open_nursery() as nursery:
+        sockets = []
+        for _uid, token in users:
+            sockets.append(await trio_websocket.connect_websocket_url(
+                nursery, ws_url, extra_headers=[(b"Cookie", f"trionet_session={token}".encode())]))
+        seen = await nodes_seen(url, 2)
+        assert all(count >= 1 for count in seen.values()), seen  # both workers hold sockets
+        # every user writes to the next one: some of these cross between the workers
+        for n, ws in enumerate(sockets):
+            to = users[(n + 1) % len(users)][0]
+            await ws.send_message(json.dumps({"type": "private", "to": to,
+                                              "content": f"hi {n}", "client_id": f"c{n}"}))
+        for n, ws in enumerate(sockets):
+            got: set[str] = set()
+            while len(got) < 2:  # the ack of its own, the message from the previous user
+                frame = json.loads(await ws.get_message())
+                if frame["type"] == "ack":
+                    got.add("ack")
+                elif frame["type"] == "private":
+                    assert frame["content"] == f"hi {(n - 1) % len(users)}"
+                    got.add("message")
+        for ws in sockets:
+            await ws.aclose()

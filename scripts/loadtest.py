@@ -27,6 +27,13 @@ server with ``TRIONET_RATE_LIMIT=0``.
     .venv/bin/python scripts/loadtest.py fanout --url http://127.0.0.1:8000 --coalesce \\
         --groups 10 --members 100 --duration 10 --server-pid $(pgrep -n trionet)
     .venv/bin/python scripts/loadtest.py bench --duration 10
+
+Against a deployment of several nodes (``scripts/cluster``), give every node's URL: the
+connections alternate between them, so a group's members (and a pair's two sides) sit on
+different nodes, and every node's process is monitored:
+
+    .venv/bin/python scripts/loadtest.py fanout --url http://127.0.0.1:8001,http://127.0.0.1:8002 \
+        --server-pid 1234,1235 --rate 50
 """
 
 from __future__ import annotations
@@ -210,23 +217,31 @@ class Http:
         return status, body
 
 
-class Monitor:
-    """CPU and RSS of the server (``--server-pid`` and its children) and of this process."""
+def server_pids(raw: str | int | None) -> list[int]:
+    """``--server-pid``: none, one, or several comma-separated process ids."""
+    if raw is None or raw == "":
+        return []
+    return [int(part) for part in str(raw).split(",") if part.strip()]
 
-    def __init__(self, server_pid: int | None) -> None:
-        self.server = psutil.Process(server_pid) if server_pid else None
+
+class Monitor:
+    """CPU and RSS of the server (``--server-pid``: one or more processes, comma-separated,
+    and their children: the nodes of a deployment) and of this process."""
+
+    def __init__(self, server_pids: Sequence[int]) -> None:
+        self.servers = [psutil.Process(pid) for pid in server_pids]
+        self.server = self.servers[0] if self.servers else None
         self.me = psutil.Process()
         self.peak_rss = 0
         self.last_rss = 0
         self._marks: dict[str, tuple[float, float, float]] = {}
 
     def _procs(self) -> list[psutil.Process]:
-        if self.server is None:
-            return []
-        try:
-            return [self.server, *self.server.children(recursive=True)]
-        except psutil.Error:
-            return []
+        found: list[psutil.Process] = []
+        for server in self.servers:
+            with contextlib.suppress(psutil.Error):
+                found += [server, *server.children(recursive=True)]
+        return found
 
     def server_cpu(self) -> float:
         total = 0.0
@@ -608,18 +623,22 @@ class Run:
     def __init__(self, args: argparse.Namespace, scenario: str) -> None:
         self.args = args
         self.scenario = scenario
-        self.host, self.port = check_loopback(args.url)
+        #: every node's address (--url a,b,...): connection i goes to node i mod n, HTTP
+        #: calls to the first
+        self.nodes = [check_loopback(url) for url in args.url.split(",") if url.strip()]
+        self.host, self.port = self.nodes[0]
         self.secret: str = args.jwt_secret or ""
         self.ctx = Ctx()
-        self.monitor = Monitor(args.server_pid)
+        self.monitor = Monitor(server_pids(args.server_pid))
         self.view = View(not args.no_progress, f"{args.label} {scenario}")
         self.listeners: list[Base] = []
         self.connect_failures = 0
         self.http = Http(self.host, self.port)
         self.id_base: int = args.id_base or (int(time.time() * 1000) % 10**9) * 1000
 
-    def ws_url(self, coalesce: bool) -> str:
-        return f"ws://{self.host}:{self.port}/ws" + ("?coalesce=1" if coalesce else "")
+    def ws_url(self, coalesce: bool, index: int = 0) -> str:
+        host, port = self.nodes[index % len(self.nodes)]
+        return f"ws://{host}:{port}/ws" + ("?coalesce=1" if coalesce else "")
 
     def token(self, user_id: int) -> str:
         if not self.secret:
@@ -630,13 +649,13 @@ class Run:
     async def connect_all(self, plan: list[tuple[int, Base]], coalesce: bool,
                           buffer: int = 16384) -> None:
         """Open one connection per (user id, listener), a bounded number at a time."""
-        url = self.ws_url(coalesce)
         sem = asyncio.Semaphore(self.args.connect_concurrency)
         task = self.view.phase("connect", len(plan))
         done = 0
 
-        async def one(user_id: int, listener: Base) -> None:
+        async def one(index: int, user_id: int, listener: Base) -> None:
             nonlocal done
+            url = self.ws_url(coalesce, index)
             headers = {"Authorization": f"Bearer {self.token(user_id)}"}
             async with sem:
                 for attempt in range(3):
@@ -657,7 +676,7 @@ class Run:
             if done % 50 == 0 or done == len(plan):
                 self.view.update(task, done)
 
-        await asyncio.gather(*(one(uid, lis) for uid, lis in plan))
+        await asyncio.gather(*(one(i, uid, lis) for i, (uid, lis) in enumerate(plan)))
         if self.connect_failures:
             raise SystemExit(f"loadtest: {self.connect_failures} connections failed")
 
@@ -1395,10 +1414,11 @@ def main(argv: list[str] | None = None) -> None:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--url", default=os.environ.get("TRIONET_URL", "http://127.0.0.1:8000"),
-                       help="server base URL (loopback only)")
+                       help="server base URL (loopback only); several, comma-separated, spread"
+                            " the connections over the nodes of a deployment round-robin")
         p.add_argument("--jwt-secret", default=os.environ.get("TRIONET_JWT_SECRET"))
         p.add_argument("--api-key", default=os.environ.get("TRIONET_API_KEY"))
-        p.add_argument("--server-pid", type=int, help="server process for CPU and RSS")
+        p.add_argument("--server-pid", help="server process(es) for CPU and RSS, comma-separated")
         p.add_argument("--label", default="server", help="name of the target in the report")
         p.add_argument("--duration", type=float, default=10.0, help="measured seconds")
         p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")

@@ -69,10 +69,10 @@ def main() -> None:
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Worker processes sharing the port, each a node of the Redis backplane"
                    " (more than 1 needs TRIONET_REDIS_URL).")
-@click.option("--worker", "is_worker", is_flag=True, hidden=True,
-              help="Serve as one of --workers N (started by the supervisor).")
+@click.option("--worker-of", "supervisor", type=int, hidden=True,
+              help="Serve as one of --workers N, started by the supervisor of this pid.")
 def serve(host: str | None, port: int | None, database: str | None, workers: int,
-          is_worker: bool) -> None:
+          supervisor: int | None) -> None:
     """Run the server until SIGINT or SIGTERM: in this process, or in --workers N."""
     settings = _settings(host=host, port=port, database=database)
     logging.basicConfig(level=settings.log_level,
@@ -84,7 +84,12 @@ def serve(host: str | None, port: int | None, database: str | None, workers: int
         raise click.ClickException(
             "configuration error: TRIONET_REDIS_URL: --workers N needs the Redis backplane"
             " (set TRIONET_REDIS_URL=redis://host:port/db): workers are separate processes")
-    if not is_worker:  # the supervisor migrated already
+    is_worker = supervisor is not None
+    if supervisor is not None:
+        from .supervisor import die_with_supervisor
+
+        die_with_supervisor(supervisor)
+    else:  # (the supervisor migrated already)
         _with_store(settings, _nothing)  # an unusable database is one line, not a failed start
     if workers > 1:
         from .supervisor import supervise

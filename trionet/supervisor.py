@@ -25,7 +25,8 @@ import trio
 
 from .settings import Settings
 
-__all__ = ["supervise", "reserve_port", "EARLY_EXITS", "EARLY_EXIT_SECONDS"]
+__all__ = ["supervise", "reserve_port", "die_with_supervisor", "EARLY_EXITS",
+           "EARLY_EXIT_SECONDS"]
 
 log = logging.getLogger("trionet.supervisor")
 
@@ -35,6 +36,20 @@ EARLY_EXIT_SECONDS = 5.0
 EARLY_EXITS = 3
 #: seconds between a worker's exit and its restart
 RESTART_DELAY = 1.0
+
+
+def die_with_supervisor(supervisor: int) -> None:
+    """In a worker: be sent SIGTERM when the supervisor (pid ``supervisor``) dies, however it
+    dies (SIGKILL included), so no worker outlives it; exit now if it is gone already."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != supervisor:
+        log.error("the supervisor (pid %d) is gone: this worker stops", supervisor)
+        raise SystemExit(1)
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -98,7 +113,7 @@ async def supervise(settings: Settings, workers: int) -> int:
     port = reserved.getsockname()[1]
     env = {**os.environ, "TRIONET_HOST": settings.host, "TRIONET_PORT": str(port),
            "TRIONET_DATABASE": settings.database}
-    command = [sys.executable, "-m", "trionet", "serve", "--worker"]
+    command = [sys.executable, "-m", "trionet", "serve", f"--worker-of={os.getpid()}"]
     pool = [_Worker(n, command, env) for n in range(1, workers + 1)]
     stopping = trio.Event()
     failed: list[int] = []

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -67,13 +69,14 @@ async def test_workers_share_one_port_deliver_across_and_stop_gracefully(tmp_pat
             try:
                 with trio.fail_after(60):
                     await _run_scenario(url, process)
-                process.send_signal(signal.SIGTERM)
                 workers = children_of(process.pid)
+                process.send_signal(signal.SIGTERM)
                 with trio.fail_after(20):
                     code = await process.wait()
             finally:
                 if process.returncode is None:
-                    os.killpg(process.pid, signal.SIGKILL)
+                    workers = children_of(process.pid)
+                    os.killpg(process.pid, signal.SIGKILL)  # the workers follow (pdeathsig)
                     with trio.move_on_after(5):
                         await process.wait()
     text = log_path.read_text()
@@ -82,6 +85,31 @@ async def test_workers_share_one_port_deliver_across_and_stop_gracefully(tmp_pat
     assert len(workers) == 2, text
     assert not any(alive(pid) for pid in workers)
     assert text.count("shutdown complete in") == 2, text  # each worker drained
+
+
+async def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
+    async with scratch_database(tmp_path) as database, fresh_redis_prefix() as (redis, prefix):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIONET_")}
+        env.update(TRIONET_DATABASE=database, TRIONET_REDIS_URL=redis,
+                   TRIONET_REDIS_PREFIX=prefix, TRIONET_HOST="127.0.0.1",
+                   TRIONET_PORT=str(free_port()))
+        process = await trio.lowlevel.open_process(
+            [sys.executable, "-m", "trionet", "serve", "--workers", "2"], env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        workers: list[int] = []
+        try:
+            with trio.fail_after(30):
+                while len(workers) < 2:
+                    await trio.sleep(0.1)
+                    workers = children_of(process.pid)
+                process.kill()
+                await process.wait()
+                while any(alive(pid) for pid in workers):
+                    await trio.sleep(0.1)
+        finally:
+            for pid in workers:  # whatever is left of this test's own workers
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 async def _run_scenario(url: str, process: trio.Process) -> None:

@@ -51,7 +51,7 @@ from ..core.events import (
 from ..core.routing import ToAll, ToGroup
 from ..metrics import Metrics
 from .interface import BackplaneSink
-from .redis_keys import ACQUIRE, JOIN, LEAVE, REAP, RENEW, ROUTE, WORKERS, Keys
+from .redis_keys import ACQUIRE, JOIN, LEAVE, REAP_CHUNK, REAP_CLAIM, RENEW, ROUTE, WORKERS, Keys
 
 __all__ = ["RedisBackplane", "BackplaneUnavailable", "OUTBOUND_BYTES"]
 
@@ -64,6 +64,8 @@ LEASE_SECONDS = 15.0
 #: reconnect delays: the first, and the most
 RETRY_FIRST = 0.2
 RETRY_MAX = 5.0
+#: users reaped from a dead node per script call
+REAP_CHUNK_USERS = 1000
 #: how long a connection waits for its user's join to reach Redis before going on
 JOIN_WAIT_SECONDS = 2.0
 _HEARTBEAT = b"hb"
@@ -299,7 +301,7 @@ class RedisBackplane:
             await client.ping()
             scripts = {name: client.register_script(text) for name, text in (
                 ("acquire", ACQUIRE), ("renew", RENEW), ("join", JOIN), ("leave", LEAVE),
-                ("route", ROUTE), ("reap", REAP))}
+                ("route", ROUTE), ("claim", REAP_CLAIM), ("reap", REAP_CHUNK))}
             await self._lease(scripts)
             pubsub = client.pubsub(channels=[self.keys.to(self.node), self.keys.all],
                                    retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True,
@@ -483,22 +485,27 @@ class RedisBackplane:
                 name = raw.decode()
                 if name == self.node or await client.exists([self.keys.node(name)]):
                     continue
-                reaped = await scripts["reap"](keys=[self.keys.nodes],
-                                               args=[self.keys.prefix, name])
-                if reaped is None:
+                claimed = await scripts["claim"](keys=[self.keys.nodes],
+                                                 args=[self.keys.prefix, name])
+                if not int(claimed):
                     continue
-                held, gone = ([int(u) for u in part] for part in reaped)
-                log.warning("node %s stopped renewing its lease: reaped its %d users (%d of"
-                            " them now offline)", name, len(held), len(gone))
-                events = [PresenceChanged(uid, False, name) for uid in held]
-                for event in events:
-                    self._seen(event)
                 self._last_seq.pop(name, None)
-                for start in range(0, len(events), 500):
-                    self._put(_Op("all", self._pack(events[start:start + 500])))
-                for uid in gone:  # this node announces them (the dead one cannot)
-                    if uid not in self._where:
-                        sink.control(PresenceChanged(uid, False, self.node))
+                total = offline = 0
+                while True:  # in chunks: Redis is never blocked for long
+                    held, gone = ([int(u) for u in part] for part in await scripts["reap"](
+                        args=[self.keys.prefix, name, REAP_CHUNK_USERS]))
+                    if not held:
+                        break
+                    total, offline = total + len(held), offline + len(gone)
+                    events = [PresenceChanged(uid, False, name) for uid in held]
+                    for event in events:
+                        self._seen(event)
+                    self._put(_Op("all", self._pack(events)))
+                    for uid in gone:  # this node announces them (the dead one cannot)
+                        if uid not in self._where:
+                            sink.control(PresenceChanged(uid, False, self.node))
+                log.warning("node %s stopped renewing its lease: reaped its %d users (%d of"
+                            " them now offline)", name, total, offline)
 
 
 def _reason(exc: BaseException) -> str:

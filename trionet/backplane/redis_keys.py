@@ -6,7 +6,8 @@ Keys (``P`` is ``TRIONET_REDIS_PREFIX``):
 - ``P:node:<name>``: the node's lease (its worker number), with a TTL it renews;
 - ``P:worker:<n>``: worker number ``n`` (0-63, the id allocator's) leased to a node name;
 - ``P:where:<user>``: the nodes holding a connection of the user;
-- ``P:held:<name>``: the users a node holds (so a dead node's can be reaped).
+- ``P:held:<name>``: the users a node holds (so a dead node's can be reaped);
+- ``P:reaping:<name>``: the users of a dead node still being reaped.
 
 Channels: ``P:to:<name>``, what one node needs (deliveries for its users, its own heartbeat),
 and ``P:all``, what every node needs (control events, deliveries to everyone).
@@ -19,7 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Keys", "ACQUIRE", "RENEW", "JOIN", "LEAVE", "ROUTE", "REAP", "WORKERS"]
+__all__ = ["Keys", "ACQUIRE", "RENEW", "JOIN", "LEAVE", "ROUTE", "REAP_CLAIM", "REAP_CHUNK",
+           "WORKERS"]
 
 #: worker numbers a node may lease: the id allocator's (trionet.core.ids.WORKERS)
 WORKERS = 64
@@ -125,20 +127,29 @@ end
 return count
 """
 
-#: KEYS: nodes; ARGV: prefix, name. Reaps a node whose lease expired (a dead one): removes it
-#: from every user's set; returns {every user it held, those now held by no node} as two
-#: flat lists, or nil when the node is alive (or was reaped already).
-REAP = """
-if redis.call('EXISTS', ARGV[1] .. ':node:' .. ARGV[2]) == 1 then return nil end
-if redis.call('SREM', KEYS[1], ARGV[2]) == 0 then return nil end
+#: KEYS: nodes; ARGV: prefix, name. Claims a node whose lease expired (a dead one) for
+#: reaping, once: its users move to ``P:reaping:<name>``; returns 1, or 0 when the node is
+#: alive or was claimed already.
+REAP_CLAIM = """
+if redis.call('EXISTS', ARGV[1] .. ':node:' .. ARGV[2]) == 1 then return 0 end
+if redis.call('SREM', KEYS[1], ARGV[2]) == 0 then return 0 end
 local held = ARGV[1] .. ':held:' .. ARGV[2]
-local users = redis.call('SMEMBERS', held)
+if redis.call('EXISTS', held) == 1 then
+  redis.call('RENAME', held, ARGV[1] .. ':reaping:' .. ARGV[2])
+end
+return 1
+"""
+
+#: ARGV: prefix, name, count. Reaps up to ``count`` users of a claimed node (so that Redis is
+#: never blocked long): removes the node from their sets; returns {those users, those of them
+#: now held by no node}; empty once all are done.
+REAP_CHUNK = """
+local users = redis.call('SPOP', ARGV[1] .. ':reaping:' .. ARGV[2], ARGV[3])
 local gone = {}
 for _, user in ipairs(users) do
   local where = ARGV[1] .. ':where:' .. user
   redis.call('SREM', where, ARGV[2])
   if redis.call('SCARD', where) == 0 then table.insert(gone, user) end
 end
-redis.call('DEL', held)
 return {users, gone}
 """

@@ -203,3 +203,30 @@ async def test_a_node_whose_lease_may_have_lapsed_allocates_no_ids_until_it_hold
                     ack = await TestServer.receive_json(wa)
                     assert ack["type"] == "ack" and ack["persisted"] is True
         nursery.cancel_scope.cancel()
+
+
+async def test_a_queue_that_overflowed_in_an_outage_makes_every_node_resume() -> None:
+    async with fresh_redis_prefix() as (url, prefix), trio.open_nursery() as nursery:
+        proxy = CuttableProxy(nursery, int(url.rsplit(":", 1)[1].split("/")[0]))
+        await proxy.start()
+        b1 = RedisBackplane(f"redis://127.0.0.1:{proxy.port}/0", prefix, "n1",
+                            metrics=Metrics(), outbound_bytes=4096)
+        b2 = RedisBackplane(url, prefix, "n2", metrics=Metrics())
+        s1, s2 = _FailingOnce(fail=False), _FailingOnce(fail=False)
+        with trio.fail_after(30):
+            await nursery.start(b1.run, s1)
+            await nursery.start(b2.run, s2)
+            await b2.publish_control(PresenceChanged(7, True, "n2"))
+            await b2.joined(7)
+            proxy.cut()
+            while b1.ready:
+                await trio.sleep(0.05)
+            for n in range(10):  # 10 KB of stored frames for a 4 KB queue: the oldest go
+                await b1.publish([Delivery(ToUsers(frozenset({7})), b"%d" % n + b"x" * 1000,
+                                           "private")], stored=True)
+            await proxy.start()
+            while Resync("n1") not in s2.controls:  # n2's connections are told to resume
+                await trio.sleep(0.05)
+        assert s2.delivered and len(s2.delivered) < 10  # what fitted came late; the rest not
+        assert s2.delivered[-1].startswith(b"9")  # the newest were kept
+        nursery.cancel_scope.cancel()

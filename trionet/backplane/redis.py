@@ -64,6 +64,8 @@ LEASE_SECONDS = 15.0
 #: reconnect delays: the first, and the most
 RETRY_FIRST = 0.2
 RETRY_MAX = 5.0
+#: most queued ops sent in one pipeline
+SEND_BATCH = 256
 #: users reaped from a dead node per script call
 REAP_CHUNK_USERS = 1000
 #: how long a connection waits for its user's join to reach Redis before going on
@@ -119,6 +121,7 @@ class RedisBackplane:
         self._sink: BackplaneSink | None = None
         self._queue: deque[_Op] = deque()
         self._queued_bytes = 0
+        self._in_flight = 0
         self._wake = trio.Event()
         #: persisted frames were dropped from the queue: every node must resync
         self._lost = False
@@ -220,8 +223,10 @@ class RedisBackplane:
     def _put(self, op: _Op) -> None:
         self._queue.append(op)
         self._queued_bytes += op.size
-        while self._queued_bytes > self._outbound_bytes and len(self._queue) > 1:
-            dropped = self._queue.popleft()
+        # past the bound the oldest go, but never one a pipeline is sending now
+        while self._queued_bytes > self._outbound_bytes and len(self._queue) > self._in_flight + 1:
+            dropped = self._queue[self._in_flight]
+            del self._queue[self._in_flight]
             self._queued_bytes -= dropped.size
             self.m_dropped.labels(dropped.kind).inc()
             if dropped.persisted or dropped.kind in ("join", "leave"):
@@ -436,31 +441,50 @@ class RedisBackplane:
                 self._wake = trio.Event()
                 await self._wake.wait()
                 continue
-            op = self._queue[0]
-            if op.kind == "route":
-                assert op.users is not None
-                await scripts["route"](keys=[self.keys.where(u) for u in op.users],
-                                       args=[self.keys.prefix, self.node, op.payload])
-                self.m_published.inc()
-            elif op.kind == "all":
-                await client.publish(self.keys.all, op.payload)
-                self.m_published.inc()
-            else:
-                changed = await scripts[op.kind](
-                    keys=[self.keys.where(op.user_id), self.keys.held(self.node)],
-                    args=[self.node, op.user_id, op.payload, self.keys.all])
-                if op.kind == "join":
-                    self._joined.add(op.user_id)
-                    waiter = self._join_waiters.pop(op.user_id, None)
-                    if waiter is not None:
-                        waiter.set()
+            # everything queued meanwhile goes in one pipeline (one round trip), in order
+            ops = list(itertools.islice(self._queue, SEND_BATCH))
+            self._in_flight = len(ops)
+            try:
+                if len(ops) == 1:
+                    results = [await self._request(ops[0], client, scripts)]
                 else:
-                    self._joined.discard(op.user_id)
-                if int(changed):  # the first connection anywhere, or the last: announce
-                    sink.control(PresenceChanged(op.user_id, op.kind == "join", self.node))
-            self._queue.popleft()
-            self._queued_bytes -= op.size
+                    async with client.pipeline(transaction=False) as pipe:
+                        requests = [self._request(op, pipe, scripts) for op in ops]
+                    results = [await request for request in requests]
+            finally:
+                self._in_flight = 0
+            for op, result in zip(ops, results, strict=True):
+                self._queue.popleft()
+                self._queued_bytes -= op.size
+                self._done(op, result, sink)
             self.m_queued.set(self._queued_bytes)
+
+    def _request(self, op: _Op, client: Any, scripts: dict[str, Any]) -> Any:
+        """The Redis command of one op, on ``client`` (the client, or a pipeline)."""
+        if op.kind == "route":
+            assert op.users is not None
+            return scripts["route"](keys=[self.keys.where(u) for u in op.users],
+                                    args=[self.keys.prefix, self.node, op.payload],
+                                    client=client)
+        if op.kind == "all":
+            return client.publish(self.keys.all, op.payload)
+        return scripts[op.kind](keys=[self.keys.where(op.user_id), self.keys.held(self.node)],
+                                args=[self.node, op.user_id, op.payload, self.keys.all],
+                                client=client)
+
+    def _done(self, op: _Op, result: Any, sink: BackplaneSink) -> None:
+        if op.kind in ("route", "all"):
+            self.m_published.inc()
+            return
+        if op.kind == "join":
+            self._joined.add(op.user_id)
+            waiter = self._join_waiters.pop(op.user_id, None)
+            if waiter is not None:
+                waiter.set()
+        else:
+            self._joined.discard(op.user_id)
+        if int(result):  # the first connection anywhere, or the last: announce it
+            sink.control(PresenceChanged(op.user_id, op.kind == "join", self.node))
 
     async def _keep_lease(self, client: Any, scripts: dict[str, Any]) -> None:
         assert self.worker is not None

@@ -137,7 +137,9 @@ class Services:
             from .backplane.redis_throttle import RedisLoginGuard
 
             assert isinstance(self.backplane, RedisBackplane)
-            self.logins = RedisLoginGuard(self.backplane, self.throttle)
+            self.logins = RedisLoginGuard(self.backplane, window=self.throttle.window,
+                                          limit_of=self.throttle.limit_of,
+                                          fallback=self.logins)
         #: registrations per client address (TRIONET_REGISTER_RATE)
         self.register_limit = KeyedLimiter(settings.register_rate)
         #: password hashes and checks computed at once (TRIONET_PASSWORD_HASHERS): argon2

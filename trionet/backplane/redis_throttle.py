@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from ..auth import LocalLoginGuard, LoginThrottle
 from .redis import RedisBackplane
 
 __all__ = ["RedisLoginGuard", "CHECK_AND_FAIL"]
@@ -50,14 +50,26 @@ return 0
 """
 
 
+class _Guard(Protocol):
+    async def begin(self, keys: Sequence[str]) -> tuple[int | None, str]: ...
+
+    async def forgive(self, keys: Sequence[str], attempt: str) -> None: ...
+
+    async def succeeded(self, keys: Sequence[str]) -> None: ...
+
+
 class RedisLoginGuard:
     """A :class:`~trionet.auth.LoginGuard` every node shares, through the node's backplane
-    connection."""
+    connection: ``window`` seconds, ``limit_of(key)`` failures per key (the policy of
+    :class:`~trionet.auth.LoginThrottle`), and ``fallback`` (this node's own guard) while
+    Redis is unreachable."""
 
-    def __init__(self, backplane: RedisBackplane, throttle: LoginThrottle) -> None:
+    def __init__(self, backplane: RedisBackplane, *, window: float,
+                 limit_of: Callable[[str], int], fallback: _Guard) -> None:
         self.backplane = backplane
-        self.policy = throttle
-        self.fallback = LocalLoginGuard(throttle)
+        self.window = window
+        self.limit_of = limit_of
+        self.fallback = fallback
         self._warned = False
 
     def _key(self, key: str) -> str:
@@ -77,8 +89,7 @@ class RedisLoginGuard:
                 script = client.register_script(CHECK_AND_FAIL)
                 wait = int(await script(
                     keys=[self._key(k) for k in keys],
-                    args=[int(self.policy.window * 1000), attempt,
-                          *(self.policy.limit_of(k) for k in keys)]))
+                    args=[int(self.window * 1000), attempt, *(self.limit_of(k) for k in keys)]))
             except Exception as exc:  # Redis went away: this node's own throttle
                 self._unreachable(exc)
             else:

@@ -12,9 +12,11 @@ class CuttableProxy:
     (every connection dropped, new ones refused) and restore on the same port: an outage
     without touching the machine's server."""
 
-    def __init__(self, nursery: trio.Nursery, target_port: int) -> None:
+    def __init__(self, nursery: trio.Nursery, target_port: int, *, delay: float = 0.0) -> None:
         self.nursery = nursery
         self.target_port = target_port
+        #: seconds each chunk waits before it is passed on (a slow network)
+        self.delay = delay
         self.port = 0
         self._scope: trio.CancelScope | None = None
 
@@ -33,6 +35,8 @@ class CuttableProxy:
         async with client, await trio.open_tcp_stream("127.0.0.1", self.target_port) as server:
             async def copy(src: trio.SocketStream, dst: trio.SocketStream) -> None:
                 async for chunk in src:
+                    if self.delay:
+                        await trio.sleep(self.delay)
                     await dst.send_all(chunk)
                 raise _Closed()  # one side hung up: end both directions
 

@@ -84,12 +84,7 @@ def serve(host: str | None, port: int | None, database: str | None, workers: int
         raise click.ClickException(
             "configuration error: TRIONET_REDIS_URL: --workers N needs the Redis backplane"
             " (set TRIONET_REDIS_URL=redis://host:port/db): workers are separate processes")
-    is_worker = supervisor is not None
-    if supervisor is not None:
-        from .supervisor import die_with_supervisor
-
-        die_with_supervisor(supervisor)
-    else:  # (the supervisor migrated already)
+    if supervisor is None:  # (the supervisor migrated already)
         _with_store(settings, _nothing)  # an unusable database is one line, not a failed start
     if workers > 1:
         from .supervisor import supervise
@@ -106,7 +101,13 @@ def serve(host: str | None, port: int | None, database: str | None, workers: int
         raise click.ClickException(f"configuration error: {exc}") from None
 
     async def main_task() -> None:
-        await run_server(app, settings, reuse_port=is_worker)
+        if supervisor is None:
+            await run_server(app, settings)
+            return
+        from .supervisor import stop_signal_or_orphaned
+
+        await run_server(app, settings, reuse_port=True,
+                         shutdown_trigger=lambda: stop_signal_or_orphaned(supervisor))
 
     try:
         trio.run(main_task)

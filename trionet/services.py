@@ -7,6 +7,7 @@ and :mod:`trionet.testing` reach them through :func:`services_of`.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -44,7 +45,7 @@ from .realtime.notifier import Notifier
 from .realtime.presence import Presence
 from .realtime.registry import Registry
 from .realtime.routequeue import RouteQueue
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .store import Store, open_store
 
 __all__ = ["Services", "node_id", "raise_descriptor_limit", "services_of", "tune_runtime"]
@@ -96,10 +97,16 @@ class Services:
         #: the whole deployment)
         self.backplane: Backplane
         if settings.redis_url:
-            from .backplane.redis import RedisBackplane
-
+            try:
+                from .backplane.redis import RedisBackplane
+            except ImportError as exc:  # coredis is an extra
+                raise SettingsError(
+                    "TRIONET_REDIS_URL",
+                    "the Redis backplane needs the redis extra: pip install 'trionet[redis]'"
+                    f" (missing {exc.name or exc})") from None
             self.backplane = RedisBackplane(settings.redis_url, settings.redis_prefix, node,
                                             metrics=self.metrics, on_worker=self.ids.set_worker,
+                                            members_of=self.membership.peek,
                                             lease_seconds=settings.redis_lease)
         else:
             self.backplane = LocalBackplane(node, self.registry.is_online)
@@ -196,6 +203,11 @@ class Services:
             while self.open_handlers:  # noqa: ASYNC110
                 await trio.sleep(0.01)
             await self.committer.flush()
+            # what was committed last reaches the other nodes too: routed, then sent
+            if self.started:
+                with contextlib.suppress(trio.ClosedResourceError):  # the manager stopped
+                    await self.routes.send([], wait=True)
+                await self.backplane.flush()
         return closed
 
     async def user_exists(self, user_id: int) -> bool:

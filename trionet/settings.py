@@ -372,7 +372,7 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     ),
     "redis_lease": (
         "TRIONET_REDIS_LEASE",
-        _float(1),
+        _float(2),
         "seconds a node's Redis lease lives unrenewed; a dead node's users go offline within"
         " 1.2x this",
     ),

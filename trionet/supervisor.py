@@ -25,7 +25,7 @@ import trio
 
 from .settings import Settings
 
-__all__ = ["supervise", "reserve_port", "die_with_supervisor", "EARLY_EXITS",
+__all__ = ["supervise", "reserve_port", "stop_signal_or_orphaned", "EARLY_EXITS",
            "EARLY_EXIT_SECONDS"]
 
 log = logging.getLogger("trionet.supervisor")
@@ -38,18 +38,32 @@ EARLY_EXITS = 3
 RESTART_DELAY = 1.0
 
 
-def die_with_supervisor(supervisor: int) -> None:
-    """In a worker: be sent SIGTERM when the supervisor (pid ``supervisor``) dies, however it
-    dies (SIGKILL included), so no worker outlives it; exit now if it is gone already."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+#: how often a worker checks that its supervisor is still its parent
+ORPHAN_CHECK_SECONDS = 0.5
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != supervisor:
-        log.error("the supervisor (pid %d) is gone: this worker stops", supervisor)
-        raise SystemExit(1)
+
+async def stop_signal_or_orphaned(supervisor: int) -> None:
+    """A worker's shutdown trigger: returns on SIGINT or SIGTERM, or once the supervisor (pid
+    ``supervisor``) is no longer its parent (it died, SIGKILL included): no worker outlives
+    its supervisor, and each one stops gracefully. (``PR_SET_PDEATHSIG`` would not do: it
+    fires when the *thread* that started the worker exits, and trio starts processes from
+    worker threads that end when idle.)"""
+    from .server import wait_for_signal
+
+    async with trio.open_nursery() as nursery:
+
+        async def orphaned() -> None:
+            while os.getppid() == supervisor:  # noqa: ASYNC110 (nothing to wait on)
+                await trio.sleep(ORPHAN_CHECK_SECONDS)
+            log.error("the supervisor (pid %d) is gone: this worker stops", supervisor)
+            nursery.cancel_scope.cancel()
+
+        async def signalled() -> None:
+            await wait_for_signal()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(orphaned)
+        nursery.start_soon(signalled)
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
@@ -82,6 +96,8 @@ class _Worker:
             self.process = await trio.lowlevel.open_process(
                 self.command, env=self.env, start_new_session=True)
             log.info("worker %d started (pid %d)", self.number, self.process.pid)
+            if stopping.is_set():  # the stop came while it was starting
+                self.signal(signal.SIGTERM)
             code = await self.process.wait()
             if stopping.is_set():
                 log.info("worker %d stopped (exit status %d)", self.number, code)

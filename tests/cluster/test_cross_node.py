@@ -185,3 +185,34 @@ async def test_a_resend_to_another_node_gets_the_original_ack_and_is_not_stored_
                 await quiet(wb)
         rows = await stored_rows(one, "SELECT id FROM messages WHERE client_id = 'r1'")
         assert len(rows) == 1
+
+
+async def test_a_node_stopping_right_after_an_ack_still_delivers_to_the_other_nodes() -> None:
+    from faults import CuttableProxy
+
+    from trionet.settings import Settings
+
+    async with trio.open_nursery() as nursery:
+        # node one's Redis is 0.3 s away: its acks come long before its publishes land
+        proxy = CuttableProxy(nursery, 6379, delay=0.3)
+        await proxy.start()
+        slow = {"redis_url": f"redis://127.0.0.1:{proxy.port}/0"}
+        async with running_cluster(2, Settings(rate_limit=0), per_node=[slow]) as (one, two):
+            await _stop_after_acks(one, two)
+        nursery.cancel_scope.cancel()
+
+
+async def _stop_after_acks(one: TestServer, two: TestServer) -> None:
+    alice, bob = await one.create_user("alice"), await one.create_user("bob")
+    with trio.fail_after(20):
+        async with two.connect(bob) as wb:
+            async with one.connect(alice) as wa:
+                for n in range(20):
+                    await TestServer.send_json(wa, {"type": "private", "to": bob.id,
+                                                    "content": f"m{n}",
+                                                    "client_id": f"c{n}"})
+                acks = [await TestServer.receive_json(wa) for _ in range(20)]
+                assert all(a["type"] == "ack" for a in acks)
+                await one.stop()  # a graceful stop sends what waits for Redis first
+            got = [(await TestServer.receive_json(wb))["content"] for _ in range(20)]
+            assert got == [f"m{n}" for n in range(20)]

@@ -63,6 +63,11 @@ class Backplane(Protocol):
         """True while a node of the deployment holds a connection of the user."""
         ...
 
+    async def flush(self) -> None:
+        """Return once everything published so far has left this node (at a graceful stop;
+        the caller bounds the wait)."""
+        ...
+
     async def joined(self, user_id: int) -> None:
         """Return once whatever any node routes to the user from now on reaches this node's
         connections of them (called after registering one, before its replay)."""

@@ -47,5 +47,8 @@ class LocalBackplane:
         """This node's registry says (it is the whole deployment)."""
         return self._is_online(user_id)
 
+    async def flush(self) -> None:
+        """Everything was handed over when it was published."""
+
     async def joined(self, user_id: int) -> None:
         """Registered is reachable: nothing to wait for."""

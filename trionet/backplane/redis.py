@@ -33,11 +33,15 @@ import itertools
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
+import coredis
 import trio
+from coredis.exceptions import ResponseError
+from coredis.retry import NoRetryPolicy
 from prometheus_client import Counter, Gauge
 
 from ..core.events import (
@@ -87,6 +91,9 @@ class _Op:
     users: frozenset[int] | None = None
     user_id: int = 0
     persisted: bool = False
+    #: for a join or leave: the how-many-th of its user's (only the newest may mark the user
+    #: joined)
+    generation: int = 0
 
     @property
     def size(self) -> int:
@@ -104,6 +111,7 @@ class RedisBackplane:
         *,
         metrics: Metrics,
         on_worker: Callable[[int | None], None] = lambda worker: None,
+        members_of: Callable[[int], Collection[int] | None] = lambda group_id: None,
         outbound_bytes: int = OUTBOUND_BYTES,
         lease_seconds: float = LEASE_SECONDS,
     ) -> None:
@@ -111,6 +119,8 @@ class RedisBackplane:
         self.keys = Keys(prefix)
         self.node = node
         self._on_worker = on_worker
+        #: the freshest member list this node knows of a group (its membership cache)
+        self._members_of = members_of
         self.worker: int | None = None
         self._outbound_bytes = outbound_bytes
         self._lease_ms = int(lease_seconds * 1000)
@@ -130,6 +140,9 @@ class RedisBackplane:
         #: users whose join reached Redis; waiters for those in flight
         self._joined: set[int] = set()
         self._join_waiters: dict[int, trio.Event] = {}
+        #: per user with a join or leave queued: the newest one's generation
+        self._presence_ops: dict[int, int] = {}
+        self._generations = itertools.count(1)
         self._heard = time.monotonic()
         #: this node's messages are numbered; the last number seen of each other node's
         self._seq = itertools.count(1)
@@ -137,6 +150,10 @@ class RedisBackplane:
         self.ready = False
         self._started = False
         self._renewed_at = time.monotonic()
+        #: ids stop this long before the lease could lapse
+        self._margin = max(1.0, lease_seconds / 5)
+        #: a newly leased number is not used before this (monotonic) time
+        self._hold_until = 0.0
         self._fenced = False
         #: the Redis client while connected (other tasks may send commands on it; only the
         #: owner task enters and leaves it)
@@ -181,6 +198,11 @@ class RedisBackplane:
         with trio.move_on_after(JOIN_WAIT_SECONDS):
             await event.wait()
 
+    async def flush(self) -> None:
+        """Wait until everything queued for Redis is sent (while Redis is reachable)."""
+        while self._queue and self.ready:  # noqa: ASYNC110 (a graceful stop: rare, short)
+            await trio.sleep(0.01)
+
     async def publish(self, batch: Sequence[Delivery], *, stored: bool = False) -> int:
         sent = self._bound().deliver(batch)
         users: set[int] = set()
@@ -190,7 +212,13 @@ class RedisBackplane:
             if isinstance(target, ToAll):
                 everyone = True
                 break
-            users.update(target.members if isinstance(target, ToGroup) else target.user_ids)
+            if isinstance(target, ToGroup):  # the members at commit, and any added since
+                users.update(target.members)
+                current = self._members_of(target.group_id)
+                if current:
+                    users.update(current)
+            else:
+                users.update(target.user_ids)
         payload = self._pack(batch)
         if everyone:
             self._put(_Op("all", payload, persisted=stored))
@@ -202,8 +230,12 @@ class RedisBackplane:
         if isinstance(event, PresenceChanged) and event.node == self.node:
             # this node's first connection of a user opened, or its last closed: recorded in
             # Redis first, announced (by this node) only if it is the first or last anywhere
+            generation = next(self._generations)
+            self._presence_ops[event.user_id] = generation
+            if not event.online:  # from now on a connection must wait for its rejoin
+                self._joined.discard(event.user_id)
             self._put(_Op("join" if event.online else "leave", self._pack([event]),
-                          user_id=event.user_id))
+                          user_id=event.user_id, generation=generation))
             self._seen(event)
             return 0
         closed = self._bound().control(event)
@@ -231,6 +263,9 @@ class RedisBackplane:
             self.m_dropped.labels(dropped.kind).inc()
             if dropped.persisted or dropped.kind in ("join", "leave"):
                 self._lost = True
+            if dropped.generation and \
+                    self._presence_ops.get(dropped.user_id) == dropped.generation:
+                del self._presence_ops[dropped.user_id]
         self.m_queued.set(self._queued_bytes)
         self._wake.set()
 
@@ -254,8 +289,6 @@ class RedisBackplane:
     ) -> None:
         """Connect, lease, listen and send until cancelled, reconnecting whenever Redis is
         lost; ``started`` once connected the first time (start-up waits for Redis)."""
-        import anyio
-
         self._sink = sink
         try:
             async with trio.open_nursery() as nursery:
@@ -296,8 +329,6 @@ class RedisBackplane:
             delay = min(RETRY_MAX, delay * 2)
 
     async def _session(self, task_status: trio.TaskStatus[None]) -> None:
-        import coredis
-        from coredis.retry import NoRetryPolicy
 
         client = coredis.Redis.from_url(self.url, decode_responses=False,
                                         connect_timeout=2.0, stream_timeout=5.0)
@@ -307,7 +338,7 @@ class RedisBackplane:
             scripts = {name: client.register_script(text) for name, text in (
                 ("acquire", ACQUIRE), ("renew", RENEW), ("join", JOIN), ("leave", LEAVE),
                 ("route", ROUTE), ("claim", REAP_CLAIM), ("reap", REAP_CHUNK))}
-            await self._lease(scripts)
+            await self._lease(client, scripts)
             pubsub = client.pubsub(channels=[self.keys.to(self.node), self.keys.all],
                                    retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True,
                                    max_idle_seconds=5)
@@ -339,51 +370,83 @@ class RedisBackplane:
                     self.client = None
 
     async def _fence_ids(self) -> None:
-        """While the lease is not renewed (Redis unreachable) it may lapse, and another node
-        may take the worker number: stop allocating ids before that can happen (sends get
-        ``unavailable``) until the lease is renewed or another number leased."""
-        margin = max(1.0, self._lease_ms / 1000 / 5)
+        """No two nodes ever allocate ids with one worker number.
+
+        While the lease is not renewed (Redis unreachable) it may lapse and another node may
+        take the number: ids stop (sends get ``unavailable``) a fifth of a lease before that
+        can happen, until the lease is renewed or another number leased. And a number newly
+        taken while Redis has been up for less than a lease (it restarted, and forgot the
+        leases) may still be in use by a node that has not reconnected yet: it is not used
+        before that node must have stopped."""
         while True:
             await trio.sleep(0.25)
-            late = time.monotonic() - self._renewed_at > self._lease_ms / 1000 - margin
-            if late and self.worker is not None and not self._fenced:
-                self._fenced = True
-                log.warning("the Redis lease of worker %d was not renewed for %.0f s: no new"
-                            " message ids until it is", self.worker,
-                            time.monotonic() - self._renewed_at)
-                self._on_worker(None)
+            self._apply_fence()
 
-    def _renewed(self) -> None:
-        self._renewed_at = time.monotonic()
-        if self._fenced and self.worker is not None:
+    def _apply_fence(self) -> None:
+        now = time.monotonic()
+        late = now - self._renewed_at > self._lease_ms / 1000 - self._margin
+        fence = self.worker is not None and (late or now < self._hold_until)
+        if fence and not self._fenced:
+            self._fenced = True
+            if late:
+                log.warning("the Redis lease of worker %d was not renewed for %.0f s: no new"
+                            " message ids until it is", self.worker, now - self._renewed_at)
+            else:
+                log.warning("worker number %d is newly leased from a Redis up for less than a"
+                            " lease: no new message ids for %.0f s (another node may still"
+                            " use it)", self.worker, self._hold_until - now)
+            self._on_worker(None)
+        elif not fence and self._fenced and self.worker is not None:
             self._fenced = False
             self._on_worker(self.worker)
 
-    async def _lease(self, scripts: dict[str, Any]) -> None:
-        worker = await scripts["acquire"](
+    def _renewed(self, sent_at: float) -> None:
+        """The lease was renewed by a request sent at ``sent_at`` (its TTL runs from then)."""
+        self._renewed_at = sent_at
+        self._apply_fence()
+
+    async def _lease(self, client: Any, scripts: dict[str, Any]) -> None:
+        sent_at = time.monotonic()
+        worker, kept = (int(v) for v in await scripts["acquire"](
             keys=[self.keys.nodes, self.keys.node(self.node)],
-            args=[self.keys.prefix, self.node, self._lease_ms, WORKERS])
-        worker = int(worker)
+            args=[self.keys.prefix, self.node, self._lease_ms, WORKERS,
+                  -1 if self.worker is None else self.worker]))
         if worker < 0:
             raise BackplaneUnavailable(f"all {WORKERS} worker numbers are leased")
+        if not kept:  # a number this node did not hold: did Redis forget who held it?
+            info = await client.info("server")
+            uptime = float(info.get("uptime_in_seconds", 1e9))
+            lease = self._lease_ms / 1000
+            if uptime < lease:
+                self._hold_until = sent_at + (lease - uptime)
         if worker != self.worker:
             if self.worker is not None:
                 log.warning("worker number %d was lost while Redis was unreachable; this node"
                             " allocates ids as worker %d now", self.worker, worker)
             self.worker = worker
-            self._on_worker(worker)
-        self._renewed()
+            self._fenced = True  # the new number is given to the allocator by _apply_fence
+            self._on_worker(None)
+        self._renewed(sent_at)
 
     async def _rejoin(self, client: Any) -> None:
-        """Record every user this node holds (a reconnect may follow a reap)."""
+        """After a reconnect, make Redis say what this node holds: record every user it holds
+        (it may have been reaped meanwhile) and tell the other nodes' replicas; a user Redis
+        still has for it but it no longer holds (a leave that was lost) leaves now."""
         users = [uid for uid, nodes in self._where.items() if self.node in nodes]
+        stored = {int(u) for u in await client.smembers(self.keys.held(self.node))}
         if users:
             async with client.pipeline(transaction=False) as pipe:
                 pipe.sadd(self.keys.held(self.node), users)
                 for uid in users:
                     pipe.sadd(self.keys.where(uid), [self.node])
                 pipe.sadd(self.keys.nodes, [self.node])
-        self._joined.update(users)
+            for start in range(0, len(users), 500):
+                self._put(_Op("all", self._pack([PresenceChanged(uid, True, self.node)
+                                                 for uid in users[start:start + 500]])))
+        self._joined.update(u for u in users if u not in self._presence_ops)
+        for uid in stored.difference(users):
+            if uid not in self._presence_ops:  # (a leave still queued will do it)
+                await self.publish_control(PresenceChanged(uid, False, self.node))
 
     async def _load_replica(self, client: Any) -> None:
         """Who is where, from Redis (every live node's users), then kept by events."""
@@ -445,17 +508,27 @@ class RedisBackplane:
             ops = list(itertools.islice(self._queue, SEND_BATCH))
             self._in_flight = len(ops)
             try:
-                if len(ops) == 1:
-                    results = [await self._request(ops[0], client, scripts)]
-                else:
-                    async with client.pipeline(transaction=False) as pipe:
-                        requests = [self._request(op, pipe, scripts) for op in ops]
-                    results = [await request for request in requests]
+                # an error of one command (Redis out of memory, say) costs that op only; a
+                # lost connection fails the whole pipeline, which is sent again later
+                async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
+                    requests = [self._request(op, pipe, scripts) for op in ops]
+                results: list[Any] = []
+                for request in requests:
+                    try:
+                        results.append(await request)
+                    except ResponseError as exc:
+                        results.append(exc)
             finally:
                 self._in_flight = 0
             for op, result in zip(ops, results, strict=True):
                 self._queue.popleft()
                 self._queued_bytes -= op.size
+                if isinstance(result, ResponseError):
+                    log.error("Redis refused a backplane %s: %s", op.kind, result)
+                    self.m_dropped.labels(op.kind).inc()
+                    if op.persisted or op.generation:
+                        self._lost = True  # the next reconnect makes every node resume
+                    continue
                 self._done(op, result, sink)
             self.m_queued.set(self._queued_bytes)
 
@@ -476,13 +549,14 @@ class RedisBackplane:
         if op.kind in ("route", "all"):
             self.m_published.inc()
             return
-        if op.kind == "join":
-            self._joined.add(op.user_id)
-            waiter = self._join_waiters.pop(op.user_id, None)
-            if waiter is not None:
-                waiter.set()
-        else:
-            self._joined.discard(op.user_id)
+        newest = self._presence_ops.get(op.user_id) == op.generation
+        if newest:
+            del self._presence_ops[op.user_id]
+            if op.kind == "join":  # (a join with a leave queued after it marks nothing)
+                self._joined.add(op.user_id)
+                waiter = self._join_waiters.pop(op.user_id, None)
+                if waiter is not None:
+                    waiter.set()
         if int(result):  # the first connection anywhere, or the last: announce it
             sink.control(PresenceChanged(op.user_id, op.kind == "join", self.node))
 
@@ -490,46 +564,54 @@ class RedisBackplane:
         assert self.worker is not None
         while True:
             await trio.sleep(self._renew)
+            sent_at = time.monotonic()
             kept = await scripts["renew"](
                 keys=[self.keys.node(self.node), self.keys.worker(self.worker)],
                 args=[self.node, self.worker, self._lease_ms])
-            if not int(kept):
+            if not int(kept):  # the keys are gone (flushed?): stop ids at once, lease again
+                self._renewed_at = -1e9
+                self._apply_fence()
                 raise BackplaneUnavailable("the node's lease expired")
-            self._renewed()
+            self._renewed(sent_at)
             await client.publish(self.keys.to(self.node), _HEARTBEAT)
             if time.monotonic() - self._heard > self._deaf:
                 raise BackplaneUnavailable(
                     f"the listener heard nothing for {self._deaf:.0f} s (deaf)")
 
     async def _reap_dead(self, client: Any, scripts: dict[str, Any]) -> None:
-        sink = self._bound()
         while True:
             await trio.sleep(self._reap)
             for raw in await client.smembers(self.keys.nodes):
                 name = raw.decode()
                 if name == self.node or await client.exists([self.keys.node(name)]):
                     continue
-                claimed = await scripts["claim"](keys=[self.keys.nodes],
-                                                 args=[self.keys.prefix, name])
-                if not int(claimed):
-                    continue
-                self._last_seq.pop(name, None)
-                total = offline = 0
-                while True:  # in chunks: Redis is never blocked for long
-                    held, gone = ([int(u) for u in part] for part in await scripts["reap"](
-                        args=[self.keys.prefix, name, REAP_CHUNK_USERS]))
-                    if not held:
-                        break
-                    total, offline = total + len(held), offline + len(gone)
-                    events = [PresenceChanged(uid, False, name) for uid in held]
-                    for event in events:
-                        self._seen(event)
-                    self._put(_Op("all", self._pack(events)))
-                    for uid in gone:  # this node announces them (the dead one cannot)
-                        if uid not in self._where:
-                            sink.control(PresenceChanged(uid, False, self.node))
-                log.warning("node %s stopped renewing its lease: reaped its %d users (%d of"
-                            " them now offline)", name, total, offline)
+                if int(await scripts["claim"](keys=[self.keys.nodes, self.keys.reaping],
+                                              args=[self.keys.prefix, name])):
+                    log.warning("node %s stopped renewing its lease: reaping its users", name)
+                    self._last_seq.pop(name, None)
+            # the reaps under way: this node's claims, and any another node left unfinished
+            for raw in await client.smembers(self.keys.reaping):
+                await self._reap_one(raw.decode(), scripts)
+
+    async def _reap_one(self, name: str, scripts: dict[str, Any]) -> None:
+        sink = self._bound()
+        total = offline = 0
+        while True:  # in chunks: Redis is never blocked for long
+            held, gone = ([int(u) for u in part] for part in await scripts["reap"](
+                keys=[self.keys.reaping], args=[self.keys.prefix, name, REAP_CHUNK_USERS]))
+            if not held:
+                break
+            total, offline = total + len(held), offline + len(gone)
+            events = [PresenceChanged(uid, False, name) for uid in held]
+            for event in events:
+                self._seen(event)
+            self._put(_Op("all", self._pack(events)))
+            for uid in gone:  # this node announces them (the dead one cannot)
+                if uid not in self._where:
+                    sink.control(PresenceChanged(uid, False, self.node))
+        if total:
+            log.warning("reaped %d users of node %s (%d of them now offline)", total, name,
+                        offline)
 
 
 def _reason(exc: BaseException) -> str:

@@ -7,7 +7,8 @@ Keys (``P`` is ``TRIONET_REDIS_PREFIX``):
 - ``P:worker:<n>``: worker number ``n`` (0-63, the id allocator's) leased to a node name;
 - ``P:where:<user>``: the nodes holding a connection of the user;
 - ``P:held:<name>``: the users a node holds (so a dead node's can be reaped);
-- ``P:reaping:<name>``: the users of a dead node still being reaped.
+- ``P:reaping``, ``P:reaping:<name>``: the dead nodes being reaped, and their users still to
+  go.
 
 Channels: ``P:to:<name>``, what one node needs (deliveries for its users, its own heartbeat),
 and ``P:all``, what every node needs (control events, deliveries to everyone).
@@ -53,12 +54,18 @@ class Keys:
         return f"{self.prefix}:to:{name}"
 
     @property
+    def reaping(self) -> str:
+        return f"{self.prefix}:reaping"
+
+    @property
     def all(self) -> str:
         return f"{self.prefix}:all"
 
 
-#: KEYS: nodes, node:<me>; ARGV: prefix, me, ttl ms, workers. Takes the first free worker
-#: number (or keeps the one this node holds); returns it, or -1 when all are taken.
+#: KEYS: nodes, node:<me>; ARGV: prefix, me, ttl ms, workers, the number this node had (-1:
+#: none). Keeps the number this node holds, else takes the one it had if free, else the first
+#: free one; returns {number, 1 if it was held by this node's lease or is the one it had},
+#: or {-1, 0} when all are taken.
 ACQUIRE = """
 local mine = redis.call('GET', KEYS[2])
 if mine then
@@ -66,17 +73,23 @@ if mine then
   if redis.call('GET', wkey) == ARGV[2] then
     redis.call('PEXPIRE', wkey, ARGV[3])
     redis.call('PEXPIRE', KEYS[2], ARGV[3])
-    return tonumber(mine)
+    return {tonumber(mine), 1}
   end
 end
-for n = 0, tonumber(ARGV[4]) - 1 do
+local function take(n)
   if redis.call('SET', ARGV[1] .. ':worker:' .. n, ARGV[2], 'NX', 'PX', ARGV[3]) then
     redis.call('SET', KEYS[2], n, 'PX', ARGV[3])
     redis.call('SADD', KEYS[1], ARGV[2])
-    return n
+    return true
   end
+  return false
 end
-return -1
+local had = tonumber(ARGV[5])
+if had >= 0 and take(had) then return {had, 1} end
+for n = 0, tonumber(ARGV[4]) - 1 do
+  if take(n) then return {n, 0} end
+end
+return {-1, 0}
 """
 
 #: KEYS: node:<me>, worker:<n>; ARGV: me, n, ttl ms. Extends the lease; 0 when it was lost.
@@ -99,12 +112,13 @@ if redis.call('SCARD', KEYS[1]) == 1 then return 1 end
 return 0
 """
 
-#: KEYS and ARGV as JOIN's. 1 when no node holds the user any more.
+#: KEYS and ARGV as JOIN's. 1 when no node holds the user any more (also when this is a
+#: retry of a leave that was applied: an offline announced twice is harmless, never is not).
 LEAVE = """
 redis.call('SREM', KEYS[2], ARGV[2])
-local removed = redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('SREM', KEYS[1], ARGV[1])
 redis.call('PUBLISH', ARGV[4], ARGV[3])
-if removed == 1 and redis.call('SCARD', KEYS[1]) == 0 then return 1 end
+if redis.call('SCARD', KEYS[1]) == 0 then return 1 end
 return 0
 """
 
@@ -127,29 +141,42 @@ end
 return count
 """
 
-#: KEYS: nodes; ARGV: prefix, name. Claims a node whose lease expired (a dead one) for
-#: reaping, once: its users move to ``P:reaping:<name>``; returns 1, or 0 when the node is
-#: alive or was claimed already.
+#: KEYS: nodes, reaping; ARGV: prefix, name. Claims a node whose lease expired (a dead one)
+#: for reaping: its users move to ``P:reaping:<name>`` (added to what an earlier claim left)
+#: and its name into the set ``P:reaping``; returns 1, or 0 when the node is alive or was
+#: claimed already.
 REAP_CLAIM = """
 if redis.call('EXISTS', ARGV[1] .. ':node:' .. ARGV[2]) == 1 then return 0 end
 if redis.call('SREM', KEYS[1], ARGV[2]) == 0 then return 0 end
 local held = ARGV[1] .. ':held:' .. ARGV[2]
+local reaping = ARGV[1] .. ':reaping:' .. ARGV[2]
 if redis.call('EXISTS', held) == 1 then
-  redis.call('RENAME', held, ARGV[1] .. ':reaping:' .. ARGV[2])
+  redis.call('SUNIONSTORE', reaping, reaping, held)
+  redis.call('DEL', held)
 end
+redis.call('SADD', KEYS[2], ARGV[2])
 return 1
 """
 
-#: ARGV: prefix, name, count. Reaps up to ``count`` users of a claimed node (so that Redis is
-#: never blocked long): removes the node from their sets; returns {those users, those of them
-#: now held by no node}; empty once all are done.
+#: KEYS: reaping; ARGV: prefix, name, count. Reaps up to ``count`` users of a claimed node
+#: (any live node may go on with a reap another one began; Redis is never blocked long):
+#: removes the node from their sets; returns {those users, those of them now held by no
+#: node}, empty once all are done, or when the node came back meanwhile (its own users are
+#: its again: it records them when it reconnects).
 REAP_CHUNK = """
-local users = redis.call('SPOP', ARGV[1] .. ':reaping:' .. ARGV[2], ARGV[3])
+local reaping = ARGV[1] .. ':reaping:' .. ARGV[2]
+if redis.call('EXISTS', ARGV[1] .. ':node:' .. ARGV[2]) == 1 then
+  redis.call('DEL', reaping)
+  redis.call('SREM', KEYS[1], ARGV[2])
+  return {{}, {}}
+end
+local users = redis.call('SPOP', reaping, ARGV[3])
 local gone = {}
 for _, user in ipairs(users) do
   local where = ARGV[1] .. ':where:' .. user
   redis.call('SREM', where, ARGV[2])
   if redis.call('SCARD', where) == 0 then table.insert(gone, user) end
 end
+if redis.call('EXISTS', reaping) == 0 then redis.call('SREM', KEYS[1], ARGV[2]) end
 return {users, gone}
 """

@@ -130,5 +130,5 @@ def unpack(data: bytes) -> tuple[str, int, list[Delivery | ControlEvent]]:
     try:
         raw = _decoder.decode(data)
         return str(raw["n"]), int(raw["s"]), [from_wire(item) for item in raw["i"]]
-    except (msgspec.DecodeError, KeyError, TypeError) as exc:
+    except (msgspec.DecodeError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ValueError(f"not a backplane message ({exc})") from exc

@@ -129,6 +129,6 @@ def target_from_wire(data: Mapping[str, Any]) -> Target:
             return ToGroup(int(data["group"]), frozenset(int(u) for u in data["users"]), exclude)
         if kind == "all":
             return ToAll(exclude)
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"not a target: {data!r}") from exc
     raise ValueError(f"not a target: {data!r}")

@@ -331,9 +331,10 @@ class _Session:
             frames = [(m.id, message_frame(m)) for m in messages]
             frames += [(n.id, notification_frame(n)) for n in notifications]
             frames.sort(key=lambda pair: pair[0])
-            last_id = max((m.id for m in messages), default=last_id)
+            # never below the client's own cursors (a look-back replays from before them)
+            last_id = max([last_id, *(m.id for m in messages)])
             if notifications:
-                last_note = max(n.id for n in notifications)
+                last_note = max([last_note or 0, *(n.id for n in notifications)])
             out = head + [protocol.encode(f) for _, f in frames]
             replayed.update(fid for fid, _ in frames)
             head = []

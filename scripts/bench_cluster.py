@@ -181,14 +181,19 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--only", help="comma-separated scenarios: " + ",".join(SCENARIOS))
+    parser.add_argument("--rate", type=float, default=50.0,
+                        help="fanout-rate: messages/s per group (50: 49,500 deliveries/s)")
+    parser.add_argument("--configs", default="one process,two nodes",
+                        help="comma-separated: one process, two nodes")
     args = parser.parse_args()
+    SCENARIOS["fanout-rate"][6] = f"{args.rate:g}"
     chosen = args.only.split(",") if args.only else list(SCENARIOS)
     work = Path(tempfile.mkdtemp(prefix="trionet-bench-cluster-"))
     results: list[dict[str, Any]] = []
     run = 0
     for _ in range(args.repeat):
         for scenario in chosen:
-            for config in ("one process", "two nodes"):
+            for config in args.configs.split(","):
                 run += 1
                 r = run_one(config, scenario, args, work, run)
                 r["config"], r["bench"] = config, scenario

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import trio
 
-from trionet.testing import TestServer, running_cluster
+from trionet.testing import TestServer, TestUser, running_cluster
 
 
 async def test_a_private_message_reaches_a_user_on_another_node_once() -> None:
@@ -216,3 +216,35 @@ async def _stop_after_acks(one: TestServer, two: TestServer) -> None:
                 await one.stop()  # a graceful stop sends what waits for Redis first
             got = [(await TestServer.receive_json(wb))["content"] for _ in range(20)]
             assert got == [f"m{n}" for n in range(20)]
+
+
+async def test_the_server_api_replacing_members_on_one_node_reroutes_the_other() -> None:
+    from trionet.settings import Settings
+
+    key = "k" * 32
+    auth = {"Authorization": f"Bearer {key}"}
+    async with running_cluster(2, Settings(rate_limit=0, api_key=key)) as (one, two):
+        alice, bob, carol = [await one.create_user(n) for n in ("alice", "bob", "carol")]
+        gid = 77
+        with trio.fail_after(20):
+            async with two.connect(alice) as wa, one.connect(bob) as wb, \
+                    one.connect(carol) as wc, one.http() as http:
+                async def members(*users: TestUser) -> None:
+                    body = {"name": "g", "members": [{"user_id": u.id, "status": "accepted"}
+                                                     for u in users]}
+                    r = await http.put(f"/api/server/groups/{gid}", headers=auth, json=body)
+                    assert r.status_code in (200, 201), r.text
+                    await trio.sleep(0.1)  # the invalidation crosses Redis (milliseconds)
+
+                async def say(text: str) -> None:
+                    await TestServer.send_json(wa, {"type": "group", "group_id": gid,
+                                                    "content": text, "client_id": text})
+                    assert (await TestServer.receive_json(wa))["type"] == "ack"
+
+                await members(alice, bob)
+                await say("one")  # node two caches alice and bob as the members
+                assert (await TestServer.receive_json(wb))["content"] == "one"
+                await members(alice, carol)  # bob out, carol in, on node one
+                await say("two")
+                assert (await TestServer.receive_json(wc))["content"] == "two"
+                await quiet(wb)  # bob is out: nothing reaches him any more

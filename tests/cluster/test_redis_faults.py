@@ -259,3 +259,28 @@ async def test_a_malformed_message_on_the_backplane_is_ignored_not_fatal() -> No
         assert not metrics.registry.get_sample_value(
             "trionet_backplane_reconnects_total", {"reason": "error"})
         nursery.cancel_scope.cancel()
+
+
+async def test_a_stuck_redis_connection_is_noticed_and_the_node_recovers() -> None:
+    async with trio.open_nursery() as nursery:
+        proxy = CuttableProxy(nursery, int(DEFAULT_TEST_REDIS.rsplit(":", 1)[1].split("/")[0]))
+        await proxy.start()
+        settings = Settings(rate_limit=0, redis_url=f"redis://127.0.0.1:{proxy.port}/0",
+                            redis_lease=6)
+        async with running_cluster(1, settings) as (one,):
+            metrics = one.services.metrics.registry
+            with trio.fail_after(60):
+                async with one.http() as http:
+                    proxy.delay = 3600  # the connection stays open and says nothing
+                    while (await http.get("/readyz")).status_code != 503:
+                        await trio.sleep(0.1)
+                    lost = sum(metrics.get_sample_value("trionet_backplane_reconnects_total",
+                                                        {"reason": r}) or 0
+                               for r in ("connection", "deaf", "lease", "closed", "error"))
+                    assert lost >= 1  # noticed, and counted
+                    proxy.delay = 0
+                    proxy.cut()  # the stuck pipes go; new connections get through at once
+                    await proxy.start()
+                    while (await http.get("/readyz")).status_code != 200:
+                        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()

@@ -124,11 +124,14 @@ return 0
 
 #: KEYS: where:<user> of every user a batch addresses; ARGV: prefix, me, payload. Publishes
 #: the payload once to each other live node holding one of them; returns how many nodes.
+#: (SUNION in Redis, by slices of 4,000 keys: for a 100-member group 77 us of Redis CPU
+#: against 301 us for a loop of SMEMBERS in Lua, measured in docs/scaling.md.)
 ROUTE = """
 local seen = {}
 local count = 0
-for i = 1, #KEYS do
-  for _, node in ipairs(redis.call('SMEMBERS', KEYS[i])) do
+for first = 1, #KEYS, 4000 do
+  local last = math.min(first + 3999, #KEYS)
+  for _, node in ipairs(redis.call('SUNION', unpack(KEYS, first, last))) do
     if node ~= ARGV[2] and not seen[node] then
       seen[node] = true
       if redis.call('EXISTS', ARGV[1] .. ':node:' .. node) == 1 then

@@ -333,7 +333,6 @@ class RedisBackplane:
         client = coredis.Redis.from_url(self.url, decode_responses=False,
                                         connect_timeout=2.0, stream_timeout=5.0)
         async with client:
-            self.client = client
             await client.ping()
             scripts = {name: client.register_script(text) for name, text in (
                 ("acquire", ACQUIRE), ("renew", RENEW), ("join", JOIN), ("leave", LEAVE),
@@ -360,6 +359,7 @@ class RedisBackplane:
                 if self._lost:  # persisted frames meant for other nodes were dropped
                     self._lost = False
                     self._put(_Op("all", self._pack([Resync(self.node)]), persisted=True))
+                self.client = client  # (for the login throttle: only once all is set up)
                 try:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._listen, pubsub)

@@ -254,6 +254,17 @@ def test_plan_keeps_the_newest_that_fit_the_count_and_the_bytes() -> None:
     assert plan_replay([], [], limit=10, max_bytes=100) == ([], None)
 
 
+def test_a_look_back_before_the_cursor_never_counts_toward_the_bounds_nor_makes_a_gap() -> None:
+    messages = [(9, 10), (7, 10), (5, 10), (3, 10)]  # 3 and 5 are at or before since=5
+    window, gap = plan_replay(messages, [], limit=2, max_bytes=0, since=5)
+    assert [i.id for i in window] == [3, 5, 7, 9] and gap is None  # 2 fresh ones fit
+    window, gap = plan_replay(messages, [], limit=1, max_bytes=0, since=5)
+    assert [i.id for i in window] == [9] and gap == 9  # a real gap: no look-back then
+    notes = [(8, 5), (2, 5)]  # the notification cursor is its own
+    window, gap = plan_replay([], notes, limit=1, max_bytes=0, since=100, since_notification=4)
+    assert [i.id for i in window] == [2, 8] and gap is None
+
+
 def test_pages_are_cut_by_rows_and_by_bytes_in_order() -> None:
     items = [ReplayItem(i, size, False) for i, size in enumerate([10, 10, 10, 50, 10, 10, 10])]
 

@@ -38,6 +38,9 @@ def plan_replay(
     notification_sizes: Iterable[tuple[int, int]],
     limit: int,
     max_bytes: int,
+    *,
+    since: int = 0,
+    since_notification: int | None = None,
 ) -> tuple[list[ReplayItem], int | None]:
     """What to replay, in id order, from the ``(id, size)`` of the candidates (as
     ``MessagePersister.replay_sizes`` returns them), and the ``from_id`` of a ``sync_gap``
@@ -46,9 +49,23 @@ def plan_replay(
     The newest records are kept while they fit both ``limit`` (a count) and ``max_bytes``
     (their summed sizes; 0 for no byte bound). The newest one is always kept, whatever its
     size, so a replay that leaves something out still names the id it starts from.
+
+    Candidates at or below the client's cursors ``since`` / ``since_notification`` come
+    from a look-back (:func:`looked_back`): they never count toward the bounds nor make a
+    gap; they are replayed (first) only when nothing newer was left out.
     """
+    note_cursor = since if since_notification is None else since_notification
     candidates = [ReplayItem(i, size, False) for i, size in message_sizes]
     candidates += [ReplayItem(i, size, True) for i, size in notification_sizes]
+    back = [c for c in candidates if c.id <= (note_cursor if c.notification else since)]
+    if back:
+        fresh = [c for c in candidates if c.id > (note_cursor if c.notification else since)]
+        planned, gap_from = plan_replay([(c.id, c.size) for c in fresh if not c.notification],
+                                        [(c.id, c.size) for c in fresh if c.notification],
+                                        limit, max_bytes)
+        if gap_from is None:
+            planned = sorted(back, key=lambda item: item.id) + planned
+        return planned, gap_from
     candidates.sort(key=lambda item: item.id, reverse=True)
     window: list[ReplayItem] = []
     total = 0

@@ -315,7 +315,8 @@ class _Session:
             user_id, since=looked_back(since, lookback) or 0,
             since_notification=looked_back(since_notification, lookback), limit=limit)
         window, gap_from = plan_replay(message_sizes, notification_sizes, limit,
-                                       self.settings.replay_bytes)
+                                       self.settings.replay_bytes, since=since,
+                                       since_notification=since_notification)
         del message_sizes, notification_sizes
         svc.metrics.replays.inc()
         replayed: set[int] = set()

@@ -106,6 +106,14 @@ async def test_workers_stay_up_and_do_not_outlive_a_killed_supervisor(tmp_path: 
                 # is gone, and they must not take that for their supervisor's death
                 await trio.sleep(11)
                 assert sorted(children_of(process.pid)) == sorted(workers)
+                # a worker that dies is started again
+                os.kill(workers[0], signal.SIGKILL)
+                while True:
+                    now = children_of(process.pid)
+                    if len(now) == 2 and workers[0] not in now:
+                        break
+                    await trio.sleep(0.1)
+                workers = now
                 process.kill()
                 await process.wait()
                 while any(alive(pid) for pid in workers):

@@ -266,6 +266,9 @@ class RedisBackplane:
             if dropped.generation and \
                     self._presence_ops.get(dropped.user_id) == dropped.generation:
                 del self._presence_ops[dropped.user_id]
+                waiter = self._join_waiters.pop(dropped.user_id, None)
+                if waiter is not None:  # its join is lost: the reconnect's resync covers it
+                    waiter.set()
         self.m_queued.set(self._queued_bytes)
         self._wake.set()
 

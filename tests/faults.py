@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import trio
 
-__all__ = ["CuttableProxy", "free_port"]
+__all__ = ["CuttableProxy", "children_of", "free_port", "wait_ready"]
 
 
 class CuttableProxy:
@@ -64,3 +67,30 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+async def wait_ready(url: str, process: trio.Process, path: str = "/readyz") -> None:
+    """Poll ``url + path`` until it answers 200; fails if ``process`` exits meanwhile."""
+    async with httpx.AsyncClient(base_url=url, timeout=5) as http:
+        while True:
+            assert process.returncode is None, "the server exited during start-up"
+            try:
+                if (await http.get(path)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await trio.sleep(0.05)

@@ -15,6 +15,7 @@ import pytest
 import trio
 from argon2 import PasswordHasher
 from click.testing import CliRunner, Result
+from faults import children_of, wait_ready
 
 from trionet.cli import main
 
@@ -159,31 +160,6 @@ def _free_port() -> int:
         return port
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-async def _wait_healthy(url: str, process: trio.Process) -> None:
-    async with httpx.AsyncClient(timeout=2) as client:
-        while True:
-            assert process.returncode is None, "the server exited during start-up"
-            try:
-                if (await client.get(url + "/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await trio.sleep(0.05)
-
-
 def _server_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIONET_")}
     env["TRIONET_SHUTDOWN_TIMEOUT"] = "3"
@@ -202,8 +178,8 @@ async def test_serve_runs_in_its_own_process_and_exits_0_on_sigterm(tmp_path: Pa
         )
         try:
             with trio.fail_after(20):
-                await _wait_healthy(url, process)
-            assert _children(process.pid) == []  # no worker process: signals reach the server
+                await wait_ready(url, process, "/healthz")
+            assert children_of(process.pid) == []  # no worker process: signals reach the server
             async with httpx.AsyncClient(base_url=url, timeout=5) as client:
                 registered = await client.post(
                     "/api/auth/register", json={"username": "alice", "password": "0123456789"}
@@ -240,7 +216,7 @@ async def test_hypercorn_serves_the_app_built_from_the_environment(tmp_path: Pat
         )
         try:
             with trio.fail_after(20):
-                await _wait_healthy(url, process)
+                await wait_ready(url, process, "/healthz")
                 async with httpx.AsyncClient(base_url=url, timeout=5) as client:
                     registered = await client.post(
                         "/api/auth/register",

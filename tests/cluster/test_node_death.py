@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import trio
 import trio_websocket
-from faults import free_port
+from faults import free_port, wait_ready
 
 from trionet.testing import fresh_redis_prefix, scratch_database
 
@@ -31,15 +31,7 @@ async def node_process(env: dict[str, str], log: Path) -> AsyncIterator[tuple[st
             env=env, stdout=out, stderr=out)
         try:
             url = f"http://127.0.0.1:{port}"
-            async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-                while True:
-                    assert process.returncode is None, "the node exited during start-up"
-                    try:
-                        if (await http.get("/readyz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await trio.sleep(0.1)
+            await wait_ready(url, process)
             yield url, process
         finally:
             if process.returncode is None:

@@ -14,24 +14,11 @@ from pathlib import Path
 import httpx
 import trio
 import trio_websocket
-from faults import free_port
+from faults import children_of, free_port, wait_ready
 
 from trionet.testing import fresh_redis_prefix, scratch_database
 
 PASSWORD = "0123456789"
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -125,15 +112,8 @@ async def test_workers_stay_up_and_do_not_outlive_a_killed_supervisor(tmp_path: 
 
 
 async def _run_scenario(url: str, process: trio.Process) -> None:
+    await wait_ready(url, process)
     async with httpx.AsyncClient(base_url=url, timeout=5) as http:
-        while True:
-            assert process.returncode is None, "the server exited during start-up"
-            try:
-                if (await http.get("/readyz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            await trio.sleep(0.1)
         users = []
         for i in range(16):
             r = await http.post("/api/auth/register",

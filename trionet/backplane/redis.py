@@ -78,7 +78,12 @@ _HEARTBEAT = b"hb"
 
 
 class BackplaneUnavailable(Exception):
-    """Redis could not be used (unreachable, lease lost, deaf listener): reconnect."""
+    """Redis could not be used (lease lost, deaf listener...): reconnect. ``reason`` labels
+    ``trionet_backplane_reconnects_total``."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(slots=True)
@@ -415,7 +420,7 @@ class RedisBackplane:
             args=[self.keys.prefix, self.node, self._lease_ms, WORKERS,
                   -1 if self.worker is None else self.worker]))
         if worker < 0:
-            raise BackplaneUnavailable(f"all {WORKERS} worker numbers are leased")
+            raise BackplaneUnavailable("lease", f"all {WORKERS} worker numbers are leased")
         if not kept:  # a number this node did not hold: did Redis forget who held it?
             info = await client.info("server")
             uptime = float(info.get("uptime_in_seconds", 1e9))
@@ -498,7 +503,7 @@ class RedisBackplane:
                     self._seen(item)
                 elif not isinstance(item, Delivery):
                     sink.control(item)
-        raise BackplaneUnavailable("the pub/sub connection ended")
+        raise BackplaneUnavailable("closed", "the pub/sub connection ended")
 
     async def _send(self, client: Any, scripts: dict[str, Any]) -> None:
         sink = self._bound()
@@ -574,12 +579,12 @@ class RedisBackplane:
             if not int(kept):  # the keys are gone (flushed?): stop ids at once, lease again
                 self._renewed_at = -1e9
                 self._apply_fence()
-                raise BackplaneUnavailable("the node's lease expired")
+                raise BackplaneUnavailable("lease", "the node's lease expired")
             self._renewed(sent_at)
             await client.publish(self.keys.to(self.node), _HEARTBEAT)
             if time.monotonic() - self._heard > self._deaf:
                 raise BackplaneUnavailable(
-                    f"the listener heard nothing for {self._deaf:.0f} s (deaf)")
+                    "deaf", f"the listener heard nothing for {self._deaf:.0f} s")
 
     async def _reap_dead(self, client: Any, scripts: dict[str, Any]) -> None:
         while True:
@@ -622,12 +627,10 @@ def _reason(exc: BaseException) -> str:
         inner = exc.exceptions[0] if exc.exceptions else exc
         return _reason(inner)
     if isinstance(exc, BackplaneUnavailable):
-        text = str(exc)
-        return "deaf" if "deaf" in text else "lease" if "lease" in text else "closed"
-    if isinstance(exc, (OSError, TimeoutError)):
+        return exc.reason
+    if isinstance(exc, (OSError, TimeoutError, coredis.exceptions.ConnectionError)):
         return "connection"
-    name = type(exc).__name__
-    return "connection" if "Connection" in name or "Timeout" in name else "error"
+    return "error"
 
 
 def _describe(exc: BaseException) -> str:

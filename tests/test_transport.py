@@ -7,11 +7,13 @@ import json
 import pytest
 import trio
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import TextMessage
+from wsproto.events import Ping, TextMessage
 
 from trionet.api import ws as ws_endpoint
+from trionet.realtime import transport
 from trionet.realtime.transport import direct_transport, text_frame
-from trionet.testing import TestServer
+from trionet.settings import Settings
+from trionet.testing import TestServer, running_server
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 200_000])
@@ -111,3 +113,76 @@ async def test_without_direct_writes_no_connection_is_counted_and_messages_arriv
             frame = await TestServer.receive_json(wb)
             assert (frame["type"], frame["content"]) == ("private", "hi")
         assert await _until_connections(server, 0) == (0, 0)
+
+
+async def test_frames_to_an_idle_connection_are_written_through() -> None:
+    async with running_server() as server:
+        a, b = await server.create_user("a"), await server.create_user("b")
+        metric = server.services.metrics.written_through
+        with trio.fail_after(10):
+            async with server.connect(b) as wb, server.connect(a) as wa:
+                await _until_connections(server, 2)
+                before = metric._value.get()
+                for i in range(5):
+                    await TestServer.send_json(wa, {"type": "private", "to": b.id,
+                                                    "content": str(i), "client_id": str(i)})
+                    assert (await TestServer.receive_json(wb))["content"] == str(i)
+                    assert (await TestServer.receive_json(wa))["type"] == "ack"
+                # each frame to b, and each ack to a, found its writer idle
+                assert metric._value.get() - before >= 10
+
+
+async def test_a_reader_that_stalls_gets_every_frame_whole_and_in_order_between_pings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Frames big enough to fill the kernel's buffers part-way through a write-through, with
+    hypercorn pinging every 20 ms: the rest of each is written before anything else."""
+    rests = 0
+    finish = transport._Rest.finish
+
+    async def counted(self: transport._Rest) -> None:
+        nonlocal rests
+        rests += 1
+        await finish(self)
+
+    monkeypatch.setattr(transport._Rest, "finish", counted)
+    settings = Settings(rate_limit=0, ping_interval=0.02, send_queue=256)
+    async with running_server(settings) as server:
+        a, b = await server.create_user("a"), await server.create_user("b")
+        body = "é" * 10_000
+        total = 40
+        with trio.fail_after(20):
+            stream = await server.raw_websocket(b, receive_buffer=4096)
+            async with server.connect(a) as wa:
+                await _until_connections(server, 2)
+                client = Connection(ConnectionType.CLIENT)
+                got: list[int] = []
+                pings = 0
+                part = ""
+                for i in range(total):
+                    await TestServer.send_json(wa, {"type": "private", "to": b.id,
+                                                    "content": f"{i}:{body}",
+                                                    "client_id": str(i)})
+                    assert (await TestServer.receive_json(wa))["type"] == "ack"
+                    if i % 8 == 7:  # read a little now and then: the writes stall and resume
+                        await trio.sleep(0.05)
+                        client.receive_data(await stream.receive_some(65536))
+                while len(got) < total:
+                    for event in client.events():
+                        if isinstance(event, Ping):
+                            pings += 1
+                        elif isinstance(event, TextMessage):
+                            part += event.data
+                            if event.message_finished:
+                                frame = json.loads(part)
+                                part = ""
+                                if frame["type"] == "private":
+                                    n, _, rest = frame["content"].partition(":")
+                                    assert rest == body
+                                    got.append(int(n))
+                    if len(got) < total:
+                        client.receive_data(await stream.receive_some(65536))
+                await stream.aclose()
+        assert got == list(range(total))
+        assert rests >= 1  # a write-through did stop part-way, and its writer finished it
+        assert pings >= 1

@@ -28,7 +28,13 @@ class Metrics:
             "trionet_frames_out", "Frames routed to clients, by type", ["type"], registry=r
         )
         self.deliveries = Counter(
-            "trionet_deliveries", "Frames queued to a connection", registry=r
+            "trionet_deliveries", "Frames handed to a connection (queued or written through)",
+            registry=r,
+        )
+        self.written_through = Counter(
+            "trionet_deliveries_written_through",
+            "Frames written to a connection's socket by the task that routed them (its writer"
+            " was idle), without queueing", registry=r,
         )
         self.errors = Counter("trionet_frame_errors", "Error frames sent, by code", ["code"],
                               registry=r)

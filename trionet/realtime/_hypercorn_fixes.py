@@ -17,6 +17,12 @@ Here the first ping comes after one interval (a client closing right after conne
 pinged while closing; trio-websocket 0.12 fails answering that), and the loop stops as soon as
 the stream closes.
 
+**A send lock any task may release.** hypercorn guards each connection's writes with a
+``trio.Lock``, which only the task that took it may release. Here it is a semaphore of one
+(a :class:`trio.Semaphore` with ``max_value=1``: the same mutual exclusion), so that a
+write-through (:mod:`trionet.realtime.transport`) that filled the kernel's buffer part-way
+can hand the rest of its frame, with the lock, to the connection's writer task.
+
 **The check.** These fixes replace private hypercorn methods, and direct writes walk private
 attributes of hypercorn and trio. A release that renamed one would silently drop the fix or
 the direct path, so :func:`check` looks for every one of them and, if any is missing, raises
@@ -27,7 +33,9 @@ start-up) naming them and :data:`TESTED_HYPERCORN`.
 from __future__ import annotations
 
 import dis
+import functools
 import importlib
+import inspect
 import types
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -51,6 +59,7 @@ TESTED_HYPERCORN = ">=0.18,<0.19"
 PATCHED_METHODS = (
     "hypercorn.trio.tcp_server.TCPServer.protocol_send",  # replaced: the shielded close
     "hypercorn.trio.tcp_server.TCPServer._close",
+    "hypercorn.trio.tcp_server.TCPServer.__init__",  # wrapped: the send lock
     "hypercorn.protocol.ProtocolWrapper.handle",
     "hypercorn.protocol.ws_stream.WSStream.handle",  # wrapped: stops the ping loop
     "hypercorn.protocol.ws_stream.WSStream._send_pings",  # replaced: the ping loop
@@ -69,6 +78,7 @@ PATCHED_ATTRIBUTES = (
 # hypercorn's own methods, kept by apply()
 _original_handle: Any = None
 _original_protocol_send: Any = None
+_original_tcp_init: Any = None
 
 
 class IncompatibleHypercorn(SettingsError):
@@ -116,7 +126,8 @@ def _sets_attribute(dotted: str) -> bool:
         return True
     for klass in cls.__mro__:
         for value in vars(klass).values():
-            code = getattr(getattr(value, "__func__", value), "__code__", None)
+            func = inspect.unwrap(getattr(value, "__func__", value))
+            code = getattr(func, "__code__", None)
             if isinstance(code, types.CodeType) and any(
                 op.opname == "STORE_ATTR" and op.argval == name
                 for op in dis.get_instructions(code)
@@ -151,6 +162,12 @@ async def _protocol_send(self: Any, event: Any) -> None:
         await _original_protocol_send(self, event)
 
 
+def _tcp_init(self: Any, *args: Any, **kwargs: Any) -> None:
+    _original_tcp_init(self, *args, **kwargs)
+    if isinstance(getattr(self, "send_lock", None), trio.Lock):
+        setattr(self, "send_lock", trio.Semaphore(1, max_value=1))  # noqa: B010
+
+
 async def _send_pings(self: Any) -> None:
     scope = self._trionet_ping_scope = trio.CancelScope()
     with scope:
@@ -173,9 +190,13 @@ async def _handle(self: Any, event: Any) -> None:
 
 def apply() -> None:
     """Patch hypercorn's ``WSStream`` and ``TCPServer`` once (a second call does nothing)."""
-    global _original_handle, _original_protocol_send
+    global _original_handle, _original_protocol_send, _original_tcp_init
     if getattr(ws_stream.WSStream, "_trionet_patched", False):
         return
+    _original_tcp_init = tcp_server.TCPServer.__init__
+    # the check reads the original through __wrapped__ (it sets the attributes)
+    wrapped_init = functools.wraps(_original_tcp_init)(_tcp_init)
+    setattr(tcp_server.TCPServer, "__init__", wrapped_init)  # noqa: B010
     _original_handle = ws_stream.WSStream.handle
     _original_protocol_send = tcp_server.TCPServer.protocol_send
     setattr(tcp_server.TCPServer, "protocol_send", _protocol_send)  # noqa: B010

@@ -30,7 +30,7 @@ from ..settings import Settings
 from .committer import GroupCommitter, Pending
 from .membership import MembershipCache
 from .messagetypes import MessageType, MessageTypes
-from .registry import Conn, Registry
+from .registry import Conn, Outgoing, Registry
 from .routequeue import RouteQueue
 
 __all__ = ["ConnectionGone", "ConnectionServices", "Transport", "serve_connection"]
@@ -358,25 +358,46 @@ class _Session:
             buffered.dec(size)
 
     def already_replayed(self, frame: bytes) -> bool:
-        if trio.current_time() > self.dedupe_until:
+        if not self.still_deduplicating():
             self.replayed = _NOTHING_REPLAYED
             return False
         fid = frame_id(frame)
         return fid is not None and fid in self.replayed
 
-    async def writer(self, outbox: trio.MemoryReceiveChannel[bytes],
+    async def writer(self, outbox: trio.MemoryReceiveChannel[Outgoing],
                      resume: tuple[int, int | None] | None) -> None:
         if resume is not None:
             await self.replay(*resume)
+        conn = self.conn
+        write_through = conn.write_now is not None
         send_frames = self.ws.send_frames
         joined = self.coalesce
-        async for first in outbox:
+        while True:
+            try:
+                try:
+                    first = outbox.receive_nowait()
+                except trio.WouldBlock:
+                    # idle: frames pushed from now on are written through, until one is not
+                    if write_through and self.replayed and not self.still_deduplicating():
+                        self.replayed = _NOTHING_REPLAYED
+                    conn.idle = write_through and not self.replayed
+                    try:
+                        first = await outbox.receive()
+                    finally:
+                        conn.idle = False
+            except trio.EndOfChannel:
+                break
+            if not isinstance(first, bytes):  # the rest of a write-through: it goes first
+                await first.finish()
+                continue
             batch = [first]  # everything queued goes out in one write
             while len(batch) < COALESCE_MAX:
                 try:
-                    batch.append(outbox.receive_nowait())
+                    item = outbox.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+                assert isinstance(item, bytes), "an unfinished write is only queued first"
+                batch.append(item)
             if self.replayed:
                 batch = [f for f in batch if not self.already_replayed(f)]
                 if not batch:
@@ -385,6 +406,9 @@ class _Session:
         # the manager ended this connection: queued frames are out, now the close
         code = self.conn.close_code or 1000
         await self.ws.close(code, _REASONS.get(code, ""))
+
+    def still_deduplicating(self) -> bool:
+        return trio.current_time() <= self.dedupe_until
 
 
 _REASONS: dict[int, str] = {
@@ -411,8 +435,11 @@ async def serve_connection(
     ``docs/protocol.md``, Resume); it is registered for live delivery before the replay query,
     so nothing falls between the two.
     """
-    send, receive = trio.open_memory_channel[bytes](services.settings.send_queue)
+    send, receive = trio.open_memory_channel[Outgoing](services.settings.send_queue)
     conn = services.registry.connection(identity, send)
+    write_through = getattr(ws, "write_through", None)
+    if write_through is not None:
+        conn.write_now = write_through(coalesce)
     session = _Session(services, conn, ws)
     session.coalesce = coalesce
     resume = None if since is None else (since, since_notification)
@@ -441,4 +468,18 @@ async def serve_connection(
         services.registry.unregister(conn)
         services.open_handlers -= 1
         conn.closed = True
+        conn.idle = False
         send.close()
+        _abandon_unfinished(receive)
+
+
+def _abandon_unfinished(outbox: trio.MemoryReceiveChannel[Outgoing]) -> None:
+    """Release the send lock an unwritten rest of a write-through holds (the connection is
+    over; hypercorn still writes its close)."""
+    while True:
+        try:
+            item = outbox.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return
+        if not isinstance(item, bytes):
+            item.abandon()

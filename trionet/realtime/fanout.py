@@ -1,10 +1,13 @@
 """The fan-out: turns what the backplane hands this node into puts on its connections.
 
-It is the node's :class:`~trionet.backplane.BackplaneSink`. Each delivery is a
-``send_nowait`` of an already-encoded frame into every addressed connection's bounded
-outbox; a full outbox marks a slow consumer, which is unregistered and closed with 4008 once
-its queued frames are written. A group target is resolved against the freshest member list
-this node knows (membership may change while a message is committed).
+It is the node's :class:`~trionet.backplane.BackplaneSink`. Each delivery hands an
+already-encoded frame to every addressed connection (:meth:`Conn.push`): written to the socket
+at once when the connection's writer is idle (the write-through path), otherwise a
+``send_nowait`` into its bounded outbox. A batch of several deliveries goes to each recipient
+in one write (or into its outbox in one go), in the batch's order. A full outbox marks a slow
+consumer, which is unregistered and closed with 4008 once its queued frames are written. A
+group target is resolved against the freshest member list this node knows (membership may
+change while a message is committed).
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from ..core.events import (
     Resync,
     SessionEnded,
 )
-from ..core.routing import ToGroup, recipients
+from ..core.routing import Target, ToGroup, recipients
 from ..metrics import Metrics
 from .membership import MembershipCache
-from .registry import Conn, Registry, ignore_presence
+from .registry import FULL, WRITTEN, Conn, Registry, ignore_presence
 
 __all__ = ["Fanout"]
 
@@ -53,25 +56,61 @@ class Fanout:
         self._on_presence = on_presence
 
     def deliver(self, batch: Sequence[Delivery]) -> int:
+        if len(batch) == 1:
+            return self._deliver_one(batch[0])
         users = self.registry.users
         node = self.registry.node
         frames_out = self.metrics.frames_out
-        slow: list[Conn] | None = None
-        sent = 0
+        # one write (or queueing) per recipient for the whole batch, in the batch's order
+        per_conn: dict[Conn, list[bytes]] = {}
         for delivery in batch:
-            target = delivery.target
-            if isinstance(target, ToGroup):
-                current = self.membership.peek(target.group_id)
-                if current is not None:
-                    target = ToGroup(target.group_id, current, target.exclude)
             frame = delivery.frame
-            for conn in recipients(target, users, node):
-                if conn.push(frame):
-                    sent += 1
+            for conn in recipients(self._current(delivery.target), users, node):
+                frames = per_conn.get(conn)
+                if frames is None:
+                    per_conn[conn] = [frame]
                 else:
-                    slow = slow or []
-                    slow.append(conn)
+                    frames.append(frame)
             frames_out.labels(delivery.kind).inc()
+        slow: list[Conn] | None = None
+        sent = written = 0
+        for conn, frames in per_conn.items():
+            result = conn.push(frames[0]) if len(frames) == 1 else conn.push_many(frames)
+            if result == FULL:
+                slow = slow or []
+                slow.append(conn)
+                continue
+            sent += len(frames)
+            if result == WRITTEN:
+                written += len(frames)
+        return self._count(sent, written, slow)
+
+    def _deliver_one(self, delivery: Delivery) -> int:
+        frame = delivery.frame
+        slow: list[Conn] | None = None
+        sent = written = 0
+        for conn in recipients(self._current(delivery.target), self.registry.users,
+                               self.registry.node):
+            result = conn.push(frame)
+            if result == WRITTEN:
+                written += 1
+            elif result == FULL:
+                slow = slow or []
+                slow.append(conn)
+                continue
+            sent += 1
+        self.metrics.frames_out.labels(delivery.kind).inc()
+        return self._count(sent, written, slow)
+
+    def _current(self, target: Target) -> Target:
+        """A group target with the freshest member list this node knows."""
+        if isinstance(target, ToGroup):
+            current = self.membership.peek(target.group_id)
+            if current is not None:
+                return ToGroup(target.group_id, current, target.exclude)
+        return target
+
+    def _count(self, sent: int, written: int, slow: list[Conn] | None) -> int:
         if slow:  # closed after the loop: closing changes the registry being walked
             for conn in slow:
                 if not conn.closed:
@@ -79,6 +118,8 @@ class Fanout:
                     self.metrics.slow_consumers.inc()
                     self.registry.close(conn, CloseCode.SLOW_CONSUMER)
         self.metrics.deliveries.inc(sent)
+        if written:
+            self.metrics.written_through.inc(written)
         return sent
 
     def control(self, event: ControlEvent) -> int:

@@ -11,6 +11,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import trio
 
@@ -19,7 +20,8 @@ from ..core.routing import ConnRef
 from ..interfaces import Identity
 from ..metrics import Metrics
 
-__all__ = ["Conn", "Registry", "REVOKED_SECONDS", "ignore_presence"]
+__all__ = ["FULL", "QUEUED", "REVOKED_SECONDS", "WRITTEN", "Conn", "Outgoing", "Registry",
+           "Unfinished", "WriteNow", "ignore_presence"]
 
 log = logging.getLogger("trionet.manager")
 
@@ -27,17 +29,54 @@ log = logging.getLogger("trionet.manager")
 REVOKED_SECONDS = 300.0
 
 
+#: what :meth:`Conn.push` did with a frame
+FULL = 0  #: nothing: the outbox is full (a slow consumer)
+QUEUED = 1  #: queued for the connection's writer (or dropped: the connection is closing)
+WRITTEN = 2  #: written to the socket at once (the write-through path)
+
+
+class Unfinished(Protocol):
+    """The rest of a write that the write-through path began and could not finish because
+    the kernel's buffer filled. It holds the socket's send lock, so nothing else can be
+    written in between, and goes into the outbox, where the writer finishes it."""
+
+    async def finish(self) -> None:
+        """Write the rest, then release the send lock."""
+        ...
+
+    def abandon(self) -> None:
+        """Release the send lock without writing (the connection is ending)."""
+        ...
+
+
+#: the write-through path of a connection (see :meth:`Conn.push`): write these frames now,
+#: without blocking; True when they are written (or the socket is gone), False when the
+#: socket is busy (nothing written), or the :class:`Unfinished` rest of a partial write
+WriteNow = Callable[[Sequence[bytes]], "bool | Unfinished"]
+
+#: what a connection's outbox carries: encoded frames, and at most one unfinished write
+Outgoing = bytes | Unfinished
+
+
 class Conn:
     """One WebSocket connection as the manager sees it: a user and a bounded outbox.
 
     ``ref`` names it by ids (this node, its number), which is how targets leave it out.
+
+    **Write-through.** While ``idle`` (its writer waits on an empty outbox and writes
+    nothing, no replay is being written or deduplicated) a frame for the connection is
+    written to the socket at once by the task that routes it (``write_now``, non-blocking),
+    without waking the writer. The first push that cannot be written that way is queued, and
+    clears ``idle`` until the writer has drained the outbox again, so frames leave in the
+    order they were pushed. A partial write queues its :class:`Unfinished` rest, which the
+    writer completes before anything else.
     """
 
     __slots__ = ("id", "user_id", "identity", "outbox", "close_code", "closed", "ref",
-                 "__weakref__")
+                 "idle", "write_now", "__weakref__")
     _ids = itertools.count(1)
 
-    def __init__(self, identity: Identity, outbox: trio.MemorySendChannel[bytes],
+    def __init__(self, identity: Identity, outbox: trio.MemorySendChannel[Outgoing],
                  node: str = "local") -> None:
         self.id = next(self._ids)
         self.user_id = identity.user_id
@@ -46,23 +85,67 @@ class Conn:
         self.close_code: int | None = None
         self.closed = False
         self.ref = ConnRef(node, self.id)
+        #: the writer waits on an empty outbox (set and cleared by the writer and by push)
+        self.idle = False
+        self.write_now: WriteNow | None = None
 
-    def push(self, frame: bytes) -> bool:
-        """Queue an encoded frame; False when the outbox is full (a slow consumer)."""
+    def push(self, frame: bytes) -> int:
+        """Write or queue an encoded frame: :data:`WRITTEN`, :data:`QUEUED`, or :data:`FULL`
+        when the outbox is full (a slow consumer)."""
         if self.closed:
-            return True
-        try:
-            self.outbox.send_nowait(frame)
-        except trio.WouldBlock:
+            return QUEUED
+        if self.idle:
+            written = self._write_through((frame,))
+            if written:
+                return WRITTEN
+        return self._queue(frame)
+
+    def push_many(self, frames: Sequence[bytes]) -> int:
+        """:meth:`push` for several frames, in one write when the path allows it."""
+        if self.closed:
+            return QUEUED
+        if self.idle:
+            if self._write_through(frames):
+                return WRITTEN
+        for frame in frames:
+            if self._queue(frame) == FULL:
+                return FULL
+        return QUEUED
+
+    def _write_through(self, frames: Sequence[bytes]) -> bool:
+        """Try the write-through path; True when the frames are taken care of."""
+        write_now = self.write_now
+        if write_now is None:
             return False
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        result = write_now(frames)
+        if result is True:
+            return True
+        self.idle = False
+        if result is False:
+            return False
+        # a partial write: its rest goes first into the (empty) outbox, holding the lock
+        try:
+            self.outbox.send_nowait(result)
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            result.abandon()  # the connection is ending: its writer is gone
             self.closed = True
         return True
+
+    def _queue(self, item: Outgoing) -> int:
+        try:
+            self.outbox.send_nowait(item)
+        except trio.WouldBlock:
+            return FULL
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.closed = True
+        self.idle = False
+        return QUEUED
 
     def end(self, code: int) -> None:
         """Stop taking frames; the writer sends what is queued, then closes with ``code``."""
         if not self.closed:
             self.closed = True
+            self.idle = False
             self.close_code = code
             self.outbox.close()
 
@@ -103,7 +186,7 @@ class Registry:
         """user id -> that user's open connections (read-only; for the fan-out)."""
         return self._users
 
-    def connection(self, identity: Identity, outbox: trio.MemorySendChannel[bytes]) -> Conn:
+    def connection(self, identity: Identity, outbox: trio.MemorySendChannel[Outgoing]) -> Conn:
         """A new connection of this node (not registered yet)."""
         return Conn(identity, outbox, self.node)
 
@@ -194,7 +277,10 @@ class Registry:
     def reply(self, conn: Conn, frame: bytes) -> None:
         """Queue a frame for one connection (an ack or an error); a full outbox closes it as
         a slow consumer."""
-        if not conn.push(frame):
+        result = conn.push(frame)
+        if result == WRITTEN:
+            self.metrics.written_through.inc()
+        elif result == FULL:
             self.metrics.slow_consumers.inc()
             self.close(conn, CloseCode.SLOW_CONSUMER)
 

@@ -13,11 +13,14 @@ It works on hypercorn's HTTP/1.1 WebSocket streams over plain TCP, reached throu
 ``send`` callable (``WSStream.app_send`` -> ``H11Protocol.stream_send`` ->
 ``TCPServer.protocol_send``), and takes hypercorn's own per-connection send lock, so its frames
 never interleave with hypercorn's (pings, close). Anything else (TLS, HTTP/2, another server)
-gets ``None`` from :func:`direct_transport` and uses ASGI. A hypercorn (or trio) that lacks one
-of the names walked is refused when the app is built, rather than falling back unnoticed
-(``trionet.realtime._hypercorn_fixes.check``); ``trionet_direct_transport_connections`` counts the
-connections on this path.
-Incoming messages and the close handshake always go through ASGI.
+gets ``None`` from :func:`direct_transport` and uses ASGI. The same writes serve the
+write-through path (:meth:`DirectTransport.write_now`, see
+:class:`~trionet.realtime.registry.Conn`): a frame for a connection whose writer is idle is
+written by the task that routes it, with a non-blocking ``send()``. A hypercorn (or trio) that
+lacks one of the names walked is refused when the app is built, rather than falling back
+unnoticed (``trionet.realtime._hypercorn_fixes.check``);
+``trionet_direct_transport_connections`` counts the connections on this path. Incoming messages
+and the close handshake always go through ASGI.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 import trio
 
 from .connection import ConnectionGone
+from .registry import Unfinished, WriteNow
 
 __all__ = [
     "DIRECT_PATH_ATTRIBUTES",
@@ -139,7 +143,7 @@ def direct_transport(receive: Receive, send: Send) -> DirectTransport | None:
         type(ws_stream).__name__ != "WSStream"
         or type(protocol).__name__ != "H11Protocol"
         or not isinstance(stream, trio.SocketStream)
-        or not isinstance(lock, trio.Lock)
+        or not isinstance(lock, trio.Semaphore)
         or not hasattr(ws_stream, "closed")
     ):
         return None
@@ -149,10 +153,53 @@ def direct_transport(receive: Receive, send: Send) -> DirectTransport | None:
     return DirectTransport(receive, send, ws_stream, stream, lock, raw)
 
 
-class DirectTransport:
-    """A connection's socket side: ASGI for receiving and closing, direct writes for frames."""
+def _frames(payloads: Sequence[bytes], joined: bool) -> bytes:
+    """The bytes that carry ``payloads``: one frame each, or one frame of them all joined by
+    newlines."""
+    if len(payloads) == 1:
+        return text_frame(payloads[0])
+    if joined:
+        return text_frame(b"\n".join(payloads))
+    return b"".join([text_frame(p) for p in payloads])
 
-    __slots__ = ("_receive", "_send", "_ws_stream", "_stream", "_lock", "_raw")
+
+class _Rest:
+    """The rest of a partial write-through, with the send lock held (an
+    :class:`~trionet.realtime.registry.Unfinished`)."""
+
+    __slots__ = ("_data", "_stream", "_lock")
+
+    def __init__(self, data: memoryview, stream: trio.SocketStream,
+                 lock: trio.Semaphore) -> None:
+        self._data = data
+        self._stream = stream
+        self._lock: trio.Semaphore | None = lock
+
+    async def finish(self) -> None:
+        try:
+            with trio.CancelScope(shield=True):  # a frame that is begun is always completed
+                await self._stream.send_all(self._data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
+
+
+class DirectTransport:
+    """A connection's socket side: ASGI for receiving and closing, direct writes for frames.
+
+    ``lock`` is hypercorn's per-connection send lock, which trionet makes a semaphore of one
+    (``trionet.realtime._hypercorn_fixes``): unlike a :class:`trio.Lock` it may be released
+    by another task than the one that took it, which is how a write-through that filled the
+    kernel's buffer hands the rest of its frame, and the lock, to the connection's writer.
+    """
+
+    __slots__ = ("_receive", "_send", "_ws_stream", "_stream", "_lock", "_raw", "_joined")
 
     def __init__(
         self,
@@ -160,7 +207,7 @@ class DirectTransport:
         send: Send,
         ws_stream: Any,
         stream: trio.SocketStream,
-        lock: trio.Lock,
+        lock: trio.Semaphore,
         raw: socket.socket,
     ) -> None:
         self._receive = receive
@@ -169,6 +216,7 @@ class DirectTransport:
         self._stream = stream
         self._lock = lock
         self._raw = raw
+        self._joined = False
 
     async def receive(self) -> str | bytes:
         return await _receive(self._receive)
@@ -176,15 +224,41 @@ class DirectTransport:
     async def close(self, code: int, reason: str = "") -> None:
         await self._send({"type": "websocket.close", "code": code, "reason": reason})
 
+    def write_through(self, joined: bool) -> WriteNow:
+        """This connection's write-through (:data:`~trionet.realtime.registry.WriteNow`),
+        framing several payloads the way :meth:`send_frames` does with ``joined``."""
+        self._joined = joined
+        return self.write_now
+
+    def write_now(self, payloads: Sequence[bytes]) -> bool | Unfinished:
+        """Write ``payloads`` without blocking, if the socket is free: True when written (or
+        the connection is closing: the reader ends it), False when another write holds the
+        socket (nothing written), or the :class:`Unfinished` rest when the kernel's buffer
+        filled part-way (the send lock stays held until the rest is written)."""
+        if self._ws_stream.closed:
+            return True
+        lock = self._lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        data = _framed(payloads[0]) if len(payloads) == 1 else _frames(payloads, self._joined)
+        try:
+            sent = self._raw.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            lock.release()
+            return True
+        if sent == len(data):
+            lock.release()
+            return True
+        return _Rest(memoryview(data)[sent:], self._stream, lock)
+
     async def send_frames(self, payloads: Sequence[bytes], joined: bool) -> None:
         if self._ws_stream.closed:
             return  # hypercorn saw the close; the reader ends the connection
-        if joined and len(payloads) > 1:
-            data = text_frame(b"\n".join(payloads))
-        elif len(payloads) == 1:
-            data = text_frame(payloads[0])
-        else:
-            data = b"".join([text_frame(p) for p in payloads])
+        data = _frames(payloads, joined)
         lock = self._lock
         try:
             lock.acquire_nowait()
@@ -205,3 +279,17 @@ class DirectTransport:
                         return
         finally:
             lock.release()
+
+
+# The frame last built by the write-through path: a group message goes to many connections
+# one after another, and is framed once for all of them.
+_last_payload: bytes = b""
+_last_frame: bytes = text_frame(b"")
+
+
+def _framed(payload: bytes) -> bytes:
+    global _last_payload, _last_frame
+    if payload is not _last_payload:
+        _last_frame = text_frame(payload)
+        _last_payload = payload
+    return _last_frame

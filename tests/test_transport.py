@@ -138,14 +138,14 @@ async def test_a_reader_that_stalls_gets_every_frame_whole_and_in_order_between_
     """Frames big enough to fill the kernel's buffers part-way through a write-through, with
     hypercorn pinging every 20 ms: the rest of each is written before anything else."""
     rests = 0
-    finish = transport._Rest.finish
+    finish = transport.UnfinishedWrite.finish
 
-    async def counted(self: transport._Rest) -> None:
+    async def counted(self: transport.UnfinishedWrite) -> None:
         nonlocal rests
         rests += 1
         await finish(self)
 
-    monkeypatch.setattr(transport._Rest, "finish", counted)
+    monkeypatch.setattr(transport.UnfinishedWrite, "finish", counted)
     settings = Settings(rate_limit=0, ping_interval=0.02, send_queue=256)
     async with running_server(settings) as server:
         a, b = await server.create_user("a"), await server.create_user("b")

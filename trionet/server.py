@@ -19,6 +19,8 @@ from hypercorn.config import Config as HyperConfig
 from hypercorn.trio import serve as hypercorn_serve
 from quart_trio import QuartTrio
 
+from .realtime._hypercorn_fixes import PING_SWEEP_ATTRIBUTE
+from .realtime.pings import PingSweep
 from .services import services_of
 from .settings import Settings
 
@@ -99,9 +101,20 @@ async def serve(
         started = time.monotonic()
         stopping.append((started, await services.drain(1001)))
 
+    # one task pings every WebSocket (rather than hypercorn's task per connection)
+    pings = PingSweep(settings.ping_interval)
+    setattr(config, PING_SWEEP_ATTRIBUTE, pings)
+    services.pings = pings
     try:
-        await hypercorn_serve(app, config, shutdown_trigger=shutdown, task_status=task_status)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pings.run)
+            try:
+                await hypercorn_serve(app, config, shutdown_trigger=shutdown,
+                                      task_status=task_status)
+            finally:
+                nursery.cancel_scope.cancel()
     finally:
+        services.pings = None
         sock.close()
     if stopping:
         started, closed = stopping[0]

@@ -42,6 +42,7 @@ from .realtime.manager import Manager
 from .realtime.membership import MembershipCache
 from .realtime.messagetypes import MessageType, MessageTypes
 from .realtime.notifier import Notifier
+from .realtime.pings import PingSweep
 from .realtime.presence import Presence
 from .realtime.registry import Registry
 from .realtime.routequeue import RouteQueue
@@ -158,6 +159,8 @@ class Services:
         self.started = False
         self.draining = False
         self.open_handlers = 0
+        #: the server's WebSocket ping task, while :func:`trionet.server.serve` serves
+        self.pings: PingSweep | None = None
         self._scope = trio.CancelScope()
         self._stopped = trio.Event()
 

@@ -10,12 +10,14 @@ task, which Quart is cancelling at that moment. The close's first checkpoint the
 next request. Here the close is shielded, so it always completes.
 
 **WebSocket pings.**
-hypercorn (0.17, 0.18) sends its first ping the moment it accepts a connection, and its
-ping loop sleeps a whole interval before it notices the connection closed, which keeps every
-closed connection's handler (and a graceful shutdown) waiting up to ``websocket_ping_interval``.
-Here the first ping comes after one interval (a client closing right after connecting is not
-pinged while closing; trio-websocket 0.12 fails answering that), and the loop stops as soon as
-the stream closes.
+hypercorn (0.17, 0.18) pings each WebSocket from a task of its own, sends its first ping the
+moment it accepts a connection, and its ping loop sleeps a whole interval before it notices the
+connection closed, which keeps every closed connection's handler (and a graceful shutdown)
+waiting up to ``websocket_ping_interval``. Served by :func:`trionet.server.serve`, a stream on
+the direct path is pinged instead by the server's one :class:`~trionet.realtime.pings.PingSweep`
+(no task per connection); any other keeps a loop whose first ping comes after one interval (a
+client closing right after connecting is not pinged while closing; trio-websocket 0.12 fails
+answering that) and which stops as soon as the stream closes.
 
 **A send lock any task may release.** hypercorn guards each connection's writes with a
 ``trio.Lock``, which only the task that took it may release. Here it is a semaphore of one
@@ -49,7 +51,7 @@ from wsproto.events import Ping
 
 from ..settings import SettingsError
 
-__all__ = ["TESTED_HYPERCORN", "IncompatibleHypercorn", "apply", "check"]
+__all__ = ["PING_SWEEP_ATTRIBUTE", "TESTED_HYPERCORN", "IncompatibleHypercorn", "apply", "check"]
 
 #: the hypercorn releases these fixes and the direct write path are tested with (the range
 #: pyproject.toml requires; keep the two in step)
@@ -73,6 +75,7 @@ PATCHED_ATTRIBUTES = (
     "hypercorn.protocol.ws_stream.WSStream.closed",
     "hypercorn.protocol.ws_stream.WSStream.config",
     "hypercorn.protocol.ws_stream.WSStream.context",
+    "hypercorn.protocol.ws_stream.WSStream.connection",  # the ping sweep frames with it
 )
 
 # hypercorn's own methods, kept by apply()
@@ -168,7 +171,15 @@ def _tcp_init(self: Any, *args: Any, **kwargs: Any) -> None:
         setattr(self, "send_lock", trio.Semaphore(1, max_value=1))  # noqa: B010
 
 
+#: the attribute of a hypercorn ``Config`` naming the server's
+#: :class:`~trionet.realtime.pings.PingSweep` (set by :func:`trionet.server.serve`)
+PING_SWEEP_ATTRIBUTE = "trionet_ping_sweep"
+
+
 async def _send_pings(self: Any) -> None:
+    sweep = getattr(self.config, PING_SWEEP_ATTRIBUTE, None)
+    if sweep is not None and sweep.add(self):
+        return  # the server's one ping task pings this stream: no task of its own
     scope = self._trionet_ping_scope = trio.CancelScope()
     with scope:
         while not self.closed:
@@ -186,6 +197,9 @@ async def _handle(self: Any, event: Any) -> None:
             scope = getattr(self, "_trionet_ping_scope", None)
             if scope is not None:
                 scope.cancel()
+            sweep = getattr(self.config, PING_SWEEP_ATTRIBUTE, None)
+            if sweep is not None:
+                sweep.discard(self)
 
 
 def apply() -> None:

@@ -40,8 +40,10 @@ __all__ = [
     "DIRECT_PATH_METHODS",
     "AsgiTransport",
     "DirectTransport",
+    "UnfinishedWrite",
     "direct_transport",
     "raw_socket_reachable",
+    "reachable_socket",
     "text_frame",
 ]
 
@@ -128,13 +130,15 @@ def raw_socket_reachable() -> bool:
         return _raw_socket(trio.SocketStream(trio.socket.from_stdlib_socket(sock))) is sock
 
 
-def direct_transport(receive: Receive, send: Send) -> DirectTransport | None:
-    """A :class:`DirectTransport` for this connection, or None when it cannot have one.
+def reachable_socket(
+    ws_stream: Any,
+) -> tuple[trio.Semaphore, socket.socket, trio.SocketStream] | None:
+    """A hypercorn ``WSStream``'s send lock, stdlib socket and trio stream, or None when it
+    is not an HTTP/1.1 stream over plain TCP (with the send lock trionet puts in place).
 
     Every name walked here is listed in :data:`DIRECT_PATH_METHODS` and
     :data:`DIRECT_PATH_ATTRIBUTES`, which start-up checks: keep them in step.
     """
-    ws_stream: Any = getattr(send, "__self__", None)
     protocol: Any = getattr(getattr(ws_stream, "send", None), "__self__", None)
     tcp: Any = getattr(getattr(protocol, "send", None), "__self__", None)
     stream = getattr(tcp, "stream", None)
@@ -150,6 +154,17 @@ def direct_transport(receive: Receive, send: Send) -> DirectTransport | None:
     raw = _raw_socket(stream)
     if raw is None:
         return None
+    return lock, raw, stream
+
+
+def direct_transport(receive: Receive, send: Send) -> DirectTransport | None:
+    """A :class:`DirectTransport` for this connection (``send`` is hypercorn's
+    ``WSStream.app_send``), or None when it cannot have one."""
+    ws_stream: Any = getattr(send, "__self__", None)
+    found = reachable_socket(ws_stream)
+    if found is None:
+        return None
+    lock, raw, stream = found
     return DirectTransport(receive, send, ws_stream, stream, lock, raw)
 
 
@@ -163,8 +178,9 @@ def _frames(payloads: Sequence[bytes], joined: bool) -> bytes:
     return b"".join([text_frame(p) for p in payloads])
 
 
-class _Rest:
-    """The rest of a partial write-through, with the send lock held (an
+class UnfinishedWrite:
+    """The rest of a write begun without blocking and stopped part-way by a full kernel
+    buffer, with the connection's send lock held until it is written (an
     :class:`~trionet.realtime.registry.Unfinished`)."""
 
     __slots__ = ("_data", "_stream", "_lock")
@@ -238,22 +254,21 @@ class DirectTransport:
         if self._ws_stream.closed:
             return True
         lock = self._lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
+        if not lock.value:  # another write is under way (ours, or hypercorn's ping or close)
             return False
+        # nothing can run between the check and the send (no checkpoint), so a write that
+        # completes needs no lock; only a partial one takes it, for the writer to finish
         data = _framed(payloads[0]) if len(payloads) == 1 else _frames(payloads, self._joined)
         try:
             sent = self._raw.send(data)
         except BlockingIOError:
             sent = 0
         except OSError:
-            lock.release()
             return True
         if sent == len(data):
-            lock.release()
             return True
-        return _Rest(memoryview(data)[sent:], self._stream, lock)
+        lock.acquire_nowait()
+        return UnfinishedWrite(memoryview(data)[sent:], self._stream, lock)
 
     async def send_frames(self, payloads: Sequence[bytes], joined: bool) -> None:
         if self._ws_stream.closed:

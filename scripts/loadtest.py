@@ -1257,6 +1257,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=5)
 
 
+#: the Node.js load generator (``--client node``): ``ws``, installed here by ``npm ci``
+NODE_LOAD = Path(__file__).resolve().parent / "node_load"
+
+
+def _node_load() -> str:
+    """The ``node`` binary, with the Node load generator's dependencies installed."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise SystemExit("bench: --client node needs Node.js and npm (apt-get install nodejs npm)")
+    if not (NODE_LOAD / "node_modules" / "ws").is_dir():
+        err.print("installing the Node load generator's dependencies (npm ci)")
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_LOAD, check=True,
+                       timeout=300)
+    return node
+
+
 def bench(args: argparse.Namespace) -> None:
     python = sys.executable
     trionet_bin = shutil.which("trionet", path=str(Path(python).parent)) or shutil.which("trionet")
@@ -1267,6 +1283,7 @@ def bench(args: argparse.Namespace) -> None:
     if args.connections + 200 > soft:
         raise SystemExit(f"bench: {args.connections} idle connections need ulimit -n above "
                          f"{args.connections + 200} (hard limit {hard})")
+    node = _node_load() if args.client == "node" else ""
     cpus = os.sched_getaffinity(0)
     pin = {0, 1} <= cpus and shutil.which("taskset") is not None
     if not pin:
@@ -1326,6 +1343,13 @@ def bench(args: argparse.Namespace) -> None:
                                 "--url", f"http://127.0.0.1:{port}", "--label", target,
                                 "--server-pid", str(server.pid), "--json-out", str(out_file),
                                 "--duration", str(args.duration), "--warmup", str(args.warmup)]
+                        if scen.kind == "fanout" and args.client == "node":
+                            load = [node, str(NODE_LOAD / "fanout.mjs"), *scen.argv[1:],
+                                    "--url", f"http://127.0.0.1:{port}", "--label", target,
+                                    "--server-pid", str(server.pid),
+                                    "--json-out", str(out_file),
+                                    "--duration", str(args.duration),
+                                    "--warmup", str(args.warmup)]
                         if scen.kind == "idle":
                             load += ["--hold", str(args.duration)]
                         if scen.coalesce and target == "trionet":
@@ -1371,8 +1395,10 @@ def _best(runs: list[dict[str, Any]], key: str, higher: bool) -> dict[str, Any] 
 def bench_report(plan: list[BenchScenario], results: dict[str, dict[str, list[dict[str, Any]]]],
                  args: argparse.Namespace) -> None:
     best_of = f", best of {args.repeat} runs each" if args.repeat > 1 else ""
+    client = "Node ws" if getattr(args, "client", "picows") == "node" else "picows"
     table = Table(title=f"trionet vs reference peer (websockets + uvloop): {args.duration:g} s "
-                        f"per scenario{best_of}; server on CPU 0, load generator on CPU 1")
+                        f"per scenario{best_of}; server on CPU 0, load generator ({client}"
+                        f" for fan-out) on CPU 1")
     for col in ("scenario", "metric", "trionet", "peer", "trionet/peer"):
         table.add_column(col, justify="left" if col in ("scenario", "metric") else "right")
     summary: dict[str, Any] = {}
@@ -1466,6 +1492,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=1,
                    help="run everything this many times, interleaved; report each side's best")
     p.add_argument("--only", help="comma-separated scenario kinds: fanout,private,idle")
+    p.add_argument("--client", choices=("picows", "node"), default="picows",
+                   help="fan-out load generator: this script (picows), or Node.js with the ws"
+                        " library (scripts/node_load, installed with npm ci on first use)")
     p.add_argument("--from", dest="from_dir", metavar="DIR",
                    help="run nothing: print the report of an earlier bench from its folder")
     p.add_argument("--no-progress", action="store_true")

@@ -25,6 +25,13 @@ answering that) and which stops as soon as the stream closes.
 write-through (:mod:`trionet.realtime.transport`) that filled the kernel's buffer part-way
 can hand the rest of its frame, with the lock, to the connection's writer task.
 
+**One read timeout scope per connection.** hypercorn's read loop enters a new
+``trio.fail_after(read_timeout)`` (a generator-based context manager and a cancel scope) for
+every read, and keeps it while the connection idles. Here one cancel scope per connection
+serves every read: its deadline is moved to ``read_timeout`` from now before each read and
+lifted while the data read is handled, which is the same timeout for less work per read and
+about 1 KB less per idle connection.
+
 **The check.** These fixes replace private hypercorn methods, and direct writes walk private
 attributes of hypercorn and trio. A release that renamed one would silently drop the fix or
 the direct path, so :func:`check` looks for every one of them and, if any is missing, raises
@@ -38,13 +45,14 @@ import dis
 import functools
 import importlib
 import inspect
+import math
 import types
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import trio
-from hypercorn.events import Closed
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol import ws_stream
 from hypercorn.trio import tcp_server
 from wsproto.events import Ping
@@ -62,6 +70,7 @@ PATCHED_METHODS = (
     "hypercorn.trio.tcp_server.TCPServer.protocol_send",  # replaced: the shielded close
     "hypercorn.trio.tcp_server.TCPServer._close",
     "hypercorn.trio.tcp_server.TCPServer.__init__",  # wrapped: the send lock
+    "hypercorn.trio.tcp_server.TCPServer._read_data",  # replaced: one timeout scope
     "hypercorn.protocol.ProtocolWrapper.handle",
     "hypercorn.protocol.ws_stream.WSStream.handle",  # wrapped: stops the ping loop
     "hypercorn.protocol.ws_stream.WSStream._send_pings",  # replaced: the ping loop
@@ -165,6 +174,26 @@ async def _protocol_send(self: Any, event: Any) -> None:
         await _original_protocol_send(self, event)
 
 
+async def _read_data(self: Any) -> None:
+    timeout = self.config.read_timeout or math.inf
+    stream = self.stream
+    with trio.CancelScope() as scope:  # one scope for the connection's reads, moved each time
+        while True:
+            scope.deadline = trio.current_time() + timeout
+            try:
+                data = await stream.receive_some(_MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                break
+            scope.deadline = math.inf  # the timeout is for the peer, not for handling its data
+            await self.protocol.handle(RawData(bytes(data)))
+            if data == b"":
+                break
+    await self.protocol.handle(Closed())
+
+
+_MAX_RECV = getattr(tcp_server, "MAX_RECV", 2**16)
+
+
 def _tcp_init(self: Any, *args: Any, **kwargs: Any) -> None:
     _original_tcp_init(self, *args, **kwargs)
     if isinstance(getattr(self, "send_lock", None), trio.Lock):
@@ -214,6 +243,7 @@ def apply() -> None:
     _original_handle = ws_stream.WSStream.handle
     _original_protocol_send = tcp_server.TCPServer.protocol_send
     setattr(tcp_server.TCPServer, "protocol_send", _protocol_send)  # noqa: B010
+    setattr(tcp_server.TCPServer, "_read_data", _read_data)  # noqa: B010
     setattr(ws_stream.WSStream, "_send_pings", _send_pings)  # noqa: B010
     setattr(ws_stream.WSStream, "handle", _handle)  # noqa: B010
     setattr(ws_stream.WSStream, "_trionet_patched", True)  # noqa: B010

@@ -373,19 +373,20 @@ class _Session:
         send_frames = self.ws.send_frames
         joined = self.coalesce
         while True:
-            try:
+            first = _next_or_none(outbox)
+            if first is None:
+                # idle: frames pushed from now on are written through, until one is not
+                # (waited for outside the except block: an idle connection keeps no traceback)
+                if write_through and self.replayed and not self.still_deduplicating():
+                    self.replayed = _NOTHING_REPLAYED
+                conn.idle = write_through and not self.replayed
                 try:
-                    first = outbox.receive_nowait()
-                except trio.WouldBlock:
-                    # idle: frames pushed from now on are written through, until one is not
-                    if write_through and self.replayed and not self.still_deduplicating():
-                        self.replayed = _NOTHING_REPLAYED
-                    conn.idle = write_through and not self.replayed
-                    try:
-                        first = await outbox.receive()
-                    finally:
-                        conn.idle = False
-            except trio.EndOfChannel:
+                    first = await outbox.receive()
+                except trio.EndOfChannel:
+                    break
+                finally:
+                    conn.idle = False
+            elif isinstance(first, _Ended):
                 break
             if not isinstance(first, bytes):  # the rest of a write-through: it goes first
                 await first.finish()
@@ -409,6 +410,23 @@ class _Session:
 
     def still_deduplicating(self) -> bool:
         return trio.current_time() <= self.dedupe_until
+
+
+class _Ended:
+    """What :func:`_next_or_none` returns for a closed outbox with nothing left in it."""
+
+
+_ENDED = _Ended()
+
+
+def _next_or_none(outbox: trio.MemoryReceiveChannel[Outgoing]) -> Outgoing | _Ended | None:
+    """The next queued item, None when there is none yet, or :data:`_ENDED`."""
+    try:
+        return outbox.receive_nowait()
+    except trio.WouldBlock:
+        return None
+    except trio.EndOfChannel:
+        return _ENDED
 
 
 _REASONS: dict[int, str] = {

@@ -30,6 +30,7 @@ const { values: opt } = parseArgs({
     "server-pid": { type: "string" },
     "json-out": { type: "string" },
     label: { type: "string", default: "target" },
+    "no-progress": { type: "boolean", default: false }, // it shows none anyway
   },
   allowPositionals: true,
 });

@@ -7,6 +7,7 @@ import sys
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -188,3 +189,44 @@ async def test_serving_on_an_incompatible_hypercorn_stops_with_one_line(
         "hypercorn.protocol.ws_stream.WSStream._send_pings")
     if command[0] == "trionet":  # (hypercorn 0.18 exits 0 whatever its worker's status)
         assert result.returncode != 0
+
+
+class _Reads:
+    """What trionet's read loop for hypercorn's TCPServer touches: its config, its stream and
+    its protocol (recording what it is handed)."""
+
+    def __init__(self, timeout: float, chunks: list[tuple[float, bytes]]) -> None:
+        self.config = SimpleNamespace(read_timeout=timeout)
+        self.stream = self
+        self.protocol = self
+        self.chunks = chunks
+        self.handled: list[object] = []
+
+    async def receive_some(self, max_bytes: int) -> bytes:
+        if not self.chunks:
+            await trio.sleep_forever()
+        delay, data = self.chunks.pop(0)
+        with trio.CancelScope(shield=True):  # the data arrives even if the deadline passed
+            await trio.sleep(delay)
+        return data
+
+    async def handle(self, event: object) -> None:
+        await trio.sleep(0.01)  # a checkpoint: a cancelled handler would stop here
+        self.handled.append(event)
+
+
+async def test_data_read_as_the_read_timeout_passes_is_still_handled() -> None:
+    reads = _Reads(0.05, [(0.1, b"late but here"), (0, b"")])
+    with trio.fail_after(5):
+        await fixes._read_data(reads)
+    assert [getattr(e, "data", type(e).__name__) for e in reads.handled] == [
+        b"late but here", b"", "Closed"]
+
+
+async def test_a_peer_silent_for_the_read_timeout_is_closed() -> None:
+    reads = _Reads(0.05, [(0, b"hello")])
+    with trio.fail_after(5):
+        started = trio.current_time()
+        await fixes._read_data(reads)
+        assert trio.current_time() - started < 1
+    assert [getattr(e, "data", type(e).__name__) for e in reads.handled] == [b"hello", "Closed"]

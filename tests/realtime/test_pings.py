@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import trio
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import Ping
 
 from trionet.api.ops import count_trio_tasks
+from trionet.realtime.pings import PingSweep
 from trionet.settings import Settings
 from trionet.testing import TestServer, running_server
 
@@ -73,3 +78,65 @@ async def test_a_client_that_answers_the_pings_outlives_the_read_timeout() -> No
                                                 "content": "still here"})
                 frame = await TestServer.receive_json(wb)
                 assert frame["content"] == "still here"
+
+
+class _WSStream:
+    """What the sweep reads of hypercorn's WSStream."""
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.connection = Connection(ConnectionType.SERVER)
+
+
+@contextmanager
+def _sweep_with_one_stream(
+    added: float,
+) -> Iterator[tuple[PingSweep, trio.Semaphore, socket.socket]]:
+    """A sweep holding one stand-in stream over a real socket pair; the peer's end too."""
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        theirs.setblocking(False)
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(ours))
+        lock = trio.Semaphore(1, max_value=1)
+        sweep = PingSweep(1.0)
+        sweep._streams[_WSStream()] = (lock, stream.socket._sock,  # type: ignore[attr-defined]
+                                       stream, added)
+        yield sweep, lock, theirs
+
+
+def _pings_in(sock: socket.socket) -> int:
+    client = Connection(ConnectionType.CLIENT)
+    try:
+        client.receive_data(sock.recv(65536))
+    except BlockingIOError:
+        return 0
+    return sum(isinstance(event, Ping) for event in client.events())
+
+
+async def test_a_busy_connection_gets_its_ping_once_its_socket_is_free() -> None:
+    with _sweep_with_one_stream(added=-10.0) as (sweep, lock, peer), trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sweep.run)
+            await lock.acquire()  # a write is under way
+            await sweep.sweep()
+            await trio.sleep(0.05)
+            assert _pings_in(peer) == 0  # nothing in the middle of that write
+            await sweep.sweep()  # still busy: still one ping waiting, not two
+            lock.release()
+            await trio.sleep(0.05)
+            assert _pings_in(peer) == 1
+            assert lock.value == 1
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_stream_is_first_pinged_half_an_interval_after_it_connected() -> None:
+    with _sweep_with_one_stream(added=trio.current_time()) as (sweep, _, peer), \
+            trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sweep.run)
+            await sweep.sweep()
+            assert _pings_in(peer) == 0
+            await trio.sleep(0.6)  # past half of the 1 s interval
+            await sweep.sweep()
+            assert _pings_in(peer) == 1
+            nursery.cancel_scope.cancel()

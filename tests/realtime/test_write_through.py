@@ -18,7 +18,15 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
 from trionet.interfaces import Identity
-from trionet.realtime.registry import FULL, QUEUED, WRITTEN, Conn, Outgoing, Unfinished
+from trionet.realtime.registry import (
+    FULL,
+    JOIN_MAX,
+    QUEUED,
+    WRITTEN,
+    Conn,
+    Outgoing,
+    Unfinished,
+)
 from trionet.realtime.transport import DirectTransport
 
 
@@ -126,6 +134,26 @@ def test_a_full_outbox_is_a_slow_consumer_and_a_closed_connection_takes_nothing(
     assert queued(receive) == [b"a", b"b"]
 
 
+def test_a_big_batch_is_written_through_at_most_join_max_frames_a_write() -> None:
+    write = Socket()
+    conn, receive = conn_with(write)
+    conn.idle = True
+    frames = [b"%d" % i for i in range(300)]
+    assert conn.push_many(frames) == WRITTEN
+    assert [len(w) for w in write.written] == [JOIN_MAX, JOIN_MAX, 300 - 2 * JOIN_MAX]
+    assert [f for w in write.written for f in w] == frames
+    assert queued(receive) == []
+
+
+def test_what_a_busy_socket_leaves_of_a_batch_is_bounded_by_the_outbox() -> None:
+    write = Socket(True, False)  # the first chunk goes out, then the socket is busy
+    conn, receive = conn_with(write, size=4)
+    conn.idle = True
+    assert conn.push_many([b"%d" % i for i in range(300)]) == FULL  # a slow consumer
+    assert [len(w) for w in write.written] == [JOIN_MAX]
+    assert queued(receive) == [b"128", b"129", b"130", b"131"]
+
+
 def test_without_a_write_through_path_frames_always_queue() -> None:
     conn, receive = conn_with(None)
     conn.idle = True
@@ -212,11 +240,17 @@ async def test_a_partial_write_keeps_the_lock_until_its_rest_is_written() -> Non
     assert lock.value == 1
 
 
-async def test_an_abandoned_rest_releases_the_lock_once() -> None:
-    transport, lock, _ = transport_pair(sndbuf=4096)
+async def test_an_abandoned_rest_releases_the_lock_once_and_ends_the_stream() -> None:
+    transport, lock, peer = transport_pair(sndbuf=4096)
     result = transport.write_through(joined=False)([b"z" * 2_000_000])
     assert not isinstance(result, bool)
     result.abandon()
     result.abandon()
     assert lock.value == 1
+    # nothing may follow half a frame: the peer reads what was sent, then the end
+    with trio.fail_after(5):
+        while True:
+            await trio.lowlevel.wait_readable(peer)
+            if not peer.recv(1 << 20):
+                break
 

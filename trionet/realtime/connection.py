@@ -30,7 +30,7 @@ from ..settings import Settings
 from .committer import GroupCommitter, Pending
 from .membership import MembershipCache
 from .messagetypes import MessageType, MessageTypes
-from .registry import Conn, Outgoing, Registry
+from .registry import JOIN_MAX, Conn, Outgoing, Registry
 from .routequeue import RouteQueue
 
 __all__ = ["ConnectionGone", "ConnectionServices", "Transport", "serve_connection"]
@@ -40,7 +40,7 @@ log = logging.getLogger("trionet.connection")
 #: this long of flooding (each second more frames refused than accepted) closes with 1008
 ABUSE_SECONDS = 10.0
 #: most queued frames the writer sends in one write (joined into one message when coalescing)
-COALESCE_MAX = 128
+COALESCE_MAX = JOIN_MAX
 #: how long the server waits for the peer to answer its close before dropping the socket
 CLOSE_WAIT_SECONDS = 2.0
 #: how long after connecting a resuming connection checks resends and replayed ids

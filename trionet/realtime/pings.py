@@ -9,12 +9,13 @@ each ``interval``, in slices that yield to the event loop between them, with a n
 write under the connection's send lock (the same one the direct write path takes,
 :mod:`.transport`):
 
-- a connection whose send lock is held is skipped for that round: a write is under way, so
-  the connection is not idle, and its client still answers the next ping well within the
-  read timeout;
-- a connection whose kernel buffer is full is skipped too (its client is not reading; the
-  slow-consumer close and ``TCP_USER_TIMEOUT`` deal with it);
-- the rare ping written part-way is finished by a task of the sweep's own nursery, holding the
+- a stream is first pinged once at least half an interval has passed since it connected (a
+  client closing right after connecting is not pinged while closing);
+- a connection whose send lock is held, or whose kernel buffer is full, is not written to by
+  the sweep: a task of the sweep's own nursery waits for the lock and writes that ping the way
+  hypercorn's loop did (at most one such task per stream), so a client that reads a heavy
+  stream still gets every round's ping;
+- the rare ping written part-way is finished by a task of the sweep's nursery, holding the
   lock, so nothing else is written in the middle of it.
 
 Streams the direct path cannot reach (TLS, HTTP/2) keep hypercorn's own ping loop
@@ -48,12 +49,15 @@ class PingSweep:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        #: stream -> (its send lock, its socket)
-        self._streams: dict[Any, tuple[trio.Semaphore, socket.socket, trio.SocketStream]] = {}
+        #: stream -> (its send lock, its socket, its trio stream, when it was added)
+        self._streams: dict[Any, tuple[trio.Semaphore, socket.socket, trio.SocketStream,
+                                       float]] = {}
+        #: streams whose ping waits for their send lock
+        self._waiting: set[Any] = set()
         self._nursery: trio.Nursery | None = None
-        #: pings written, and skipped because the connection was busy or not reading
+        #: pings written at once, and pings that had to wait for the socket
         self.sent = 0
-        self.skipped = 0
+        self.waited = 0
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -67,7 +71,7 @@ class PingSweep:
         found = reachable_socket(stream)
         if found is None:
             return False
-        self._streams[stream] = found
+        self._streams[stream] = (*found, trio.current_time())
         return True
 
     def discard(self, stream: Any) -> None:
@@ -88,19 +92,20 @@ class PingSweep:
 
     async def sweep(self) -> None:
         """Ping every open stream once, :data:`SLICE` at a time."""
+        newest = trio.current_time() - self.interval / 2
         streams = list(self._streams.items())
         for start in range(0, len(streams), SLICE):
-            for stream, (lock, raw, trio_stream) in streams[start:start + SLICE]:
+            for stream, (lock, raw, trio_stream, added) in streams[start:start + SLICE]:
                 if stream.closed:
                     self._streams.pop(stream, None)
-                    continue
-                self._ping(stream, lock, raw, trio_stream)
+                elif added <= newest:
+                    self._ping(stream, lock, raw, trio_stream)
             await trio.lowlevel.checkpoint()
 
     def _ping(self, stream: Any, lock: trio.Semaphore, raw: socket.socket,
               trio_stream: trio.SocketStream) -> None:
         if not lock.value:
-            self.skipped += 1
+            self._ping_later(stream, lock, trio_stream)
             return
         try:
             data = stream.connection.send(Ping())
@@ -110,15 +115,40 @@ class PingSweep:
         try:
             sent = raw.send(data)
         except BlockingIOError:
-            self.skipped += 1
-            return
+            sent = 0
         except OSError:
             self._streams.pop(stream, None)
             return
-        self.sent += 1
-        if sent < len(data):
-            lock.acquire_nowait()
-            assert self._nursery is not None
-            self._nursery.start_soon(UnfinishedWrite(memoryview(data)[sent:], trio_stream,
-                                                     lock).finish)
+        if sent == len(data):
+            self.sent += 1
+            return
+        lock.acquire_nowait()  # the rest, or all of it, once the kernel takes it
+        assert self._nursery is not None
+        self.waited += 1
+        self._nursery.start_soon(UnfinishedWrite(memoryview(data)[sent:], trio_stream,
+                                                 lock).finish)
 
+    def _ping_later(self, stream: Any, lock: trio.Semaphore,
+                    trio_stream: trio.SocketStream) -> None:
+        if stream in self._waiting or self._nursery is None:
+            return
+        self._waiting.add(stream)
+        self.waited += 1
+        self._nursery.start_soon(self._ping_when_free, stream, lock, trio_stream)
+
+    async def _ping_when_free(self, stream: Any, lock: trio.Semaphore,
+                              trio_stream: trio.SocketStream) -> None:
+        try:
+            async with lock:
+                if stream.closed:
+                    return
+                try:
+                    data = stream.connection.send(Ping())
+                except LocalProtocolError:
+                    return
+                with trio.CancelScope(shield=True):  # a frame that is begun is completed
+                    await trio_stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        finally:
+            self._waiting.discard(stream)

@@ -20,14 +20,17 @@ from ..core.routing import ConnRef
 from ..interfaces import Identity
 from ..metrics import Metrics
 
-__all__ = ["FULL", "QUEUED", "REVOKED_SECONDS", "WRITTEN", "Conn", "Outgoing", "Registry",
-           "Unfinished", "WriteNow", "ignore_presence"]
+__all__ = ["FULL", "JOIN_MAX", "QUEUED", "REVOKED_SECONDS", "WRITTEN", "Conn", "Outgoing",
+           "Registry", "Unfinished", "WriteNow", "ignore_presence"]
 
 log = logging.getLogger("trionet.manager")
 
 #: how long an ended session is remembered, to refuse sockets whose handshake raced its end
 REVOKED_SECONDS = 300.0
 
+
+#: most frames sent in one write (and, with ``coalesce=1``, joined into one WebSocket message)
+JOIN_MAX = 128
 
 #: what :meth:`Conn.push` did with a frame
 FULL = 0  #: nothing: the outbox is full (a slow consumer)
@@ -101,13 +104,20 @@ class Conn:
         return self._queue(frame)
 
     def push_many(self, frames: Sequence[bytes]) -> int:
-        """:meth:`push` for several frames, in one write when the path allows it."""
+        """:meth:`push` for several frames: written through :data:`JOIN_MAX` at a time while
+        each write completes; whatever is left is queued frame by frame (so the outbox's
+        bound, and :data:`FULL`, apply to it as to single frames)."""
         if self.closed:
             return QUEUED
-        if self.idle:
-            if self._write_through(frames):
-                return WRITTEN
-        for frame in frames:
+        start = 0
+        while self.idle and start < len(frames):
+            chunk = frames[start:start + JOIN_MAX]
+            if not self._write_through(chunk):
+                break
+            start += len(chunk)
+        if start == len(frames):
+            return WRITTEN
+        for frame in frames[start:]:
             if self._queue(frame) == FULL:
                 return FULL
         return QUEUED

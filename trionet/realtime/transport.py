@@ -198,11 +198,19 @@ class UnfinishedWrite:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
-            self.abandon()
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                lock.release()
 
     def abandon(self) -> None:
+        """Release the lock without writing the rest: the connection is ending. Its socket is
+        shut down first, so that nothing (hypercorn's close frame) follows half a frame."""
         lock, self._lock = self._lock, None
         if lock is not None:
+            try:
+                self._stream.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             lock.release()
 
 

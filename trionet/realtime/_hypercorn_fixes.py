@@ -173,6 +173,9 @@ async def _protocol_send(self: Any, event: Any) -> None:
         await _original_protocol_send(self, event)
 
 
+_MAX_RECV = getattr(tcp_server, "MAX_RECV", 2**16)
+
+
 async def _read_data(self: Any) -> None:
     timeout = self.config.read_timeout or math.inf
     stream = self.stream
@@ -191,9 +194,6 @@ async def _read_data(self: Any) -> None:
         if data == b"":
             break
     await self.protocol.handle(Closed())
-
-
-_MAX_RECV = getattr(tcp_server, "MAX_RECV", 2**16)
 
 
 def _tcp_init(self: Any, *args: Any, **kwargs: Any) -> None:

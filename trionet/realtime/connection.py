@@ -373,7 +373,12 @@ class _Session:
         send_frames = self.ws.send_frames
         joined = self.coalesce
         while True:
-            first = _next_or_none(outbox)
+            try:
+                first: Outgoing | None = outbox.receive_nowait()
+            except trio.WouldBlock:
+                first = None
+            except trio.EndOfChannel:
+                break
             if first is None:
                 # idle: frames pushed from now on are written through, until one is not
                 # (waited for outside the except block: an idle connection keeps no traceback)
@@ -386,8 +391,6 @@ class _Session:
                     break
                 finally:
                     conn.idle = False
-            elif isinstance(first, _Ended):
-                break
             if not isinstance(first, bytes):  # the rest of a write-through: it goes first
                 await first.finish()
                 continue
@@ -410,23 +413,6 @@ class _Session:
 
     def still_deduplicating(self) -> bool:
         return trio.current_time() <= self.dedupe_until
-
-
-class _Ended:
-    """What :func:`_next_or_none` returns for a closed outbox with nothing left in it."""
-
-
-_ENDED = _Ended()
-
-
-def _next_or_none(outbox: trio.MemoryReceiveChannel[Outgoing]) -> Outgoing | _Ended | None:
-    """The next queued item, None when there is none yet, or :data:`_ENDED`."""
-    try:
-        return outbox.receive_nowait()
-    except trio.WouldBlock:
-        return None
-    except trio.EndOfChannel:
-        return _ENDED
 
 
 _REASONS: dict[int, str] = {

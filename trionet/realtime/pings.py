@@ -24,7 +24,6 @@ Streams the direct path cannot reach (TLS, HTTP/2) keep hypercorn's own ping loo
 
 from __future__ import annotations
 
-import logging
 import socket
 from typing import Any
 
@@ -33,11 +32,9 @@ import trio.lowlevel
 from wsproto.events import Ping
 from wsproto.utilities import LocalProtocolError
 
-from .transport import UnfinishedWrite, reachable_socket
+from .transport import reachable_socket, send_now
 
 __all__ = ["SLICE", "PingSweep"]
-
-log = logging.getLogger("trionet.pings")
 
 #: streams pinged between two yields to the event loop
 SLICE = 256
@@ -55,9 +52,6 @@ class PingSweep:
         #: streams whose ping waits for their send lock
         self._waiting: set[Any] = set()
         self._nursery: trio.Nursery | None = None
-        #: pings written at once, and pings that had to wait for the socket
-        self.sent = 0
-        self.waited = 0
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -112,28 +106,18 @@ class PingSweep:
         except LocalProtocolError:  # closing: no more pings
             self._streams.pop(stream, None)
             return
-        try:
-            sent = raw.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
+        result = send_now(data, raw, trio_stream, lock)
+        if result is None:
             self._streams.pop(stream, None)
-            return
-        if sent == len(data):
-            self.sent += 1
-            return
-        lock.acquire_nowait()  # the rest, or all of it, once the kernel takes it
-        assert self._nursery is not None
-        self.waited += 1
-        self._nursery.start_soon(UnfinishedWrite(memoryview(data)[sent:], trio_stream,
-                                                 lock).finish)
+        elif not isinstance(result, bool):  # the rest, or all of it, once the kernel takes it
+            assert self._nursery is not None
+            self._nursery.start_soon(result.finish)
 
     def _ping_later(self, stream: Any, lock: trio.Semaphore,
                     trio_stream: trio.SocketStream) -> None:
         if stream in self._waiting or self._nursery is None:
             return
         self._waiting.add(stream)
-        self.waited += 1
         self._nursery.start_soon(self._ping_when_free, stream, lock, trio_stream)
 
     async def _ping_when_free(self, stream: Any, lock: trio.Semaphore,

@@ -44,6 +44,7 @@ __all__ = [
     "direct_transport",
     "raw_socket_reachable",
     "reachable_socket",
+    "send_now",
     "text_frame",
 ]
 
@@ -214,6 +215,30 @@ class UnfinishedWrite:
             lock.release()
 
 
+def send_now(data: bytes, raw: socket.socket, stream: trio.SocketStream,
+             lock: trio.Semaphore) -> bool | UnfinishedWrite | None:
+    """Write ``data`` with one non-blocking ``send()`` unless another write holds the
+    connection's send ``lock``: True when it is written, False when the lock is held (nothing
+    written), None when the socket failed, or the :class:`UnfinishedWrite` rest (the lock is
+    then held until the rest is written).
+
+    Nothing can run between the check and the send (no checkpoint), so a write that completes
+    needs no lock; only a partial one takes it.
+    """
+    if not lock.value:
+        return False
+    try:
+        sent = raw.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        return None
+    if sent == len(data):
+        return True
+    lock.acquire_nowait()
+    return UnfinishedWrite(memoryview(data)[sent:], stream, lock)
+
+
 class DirectTransport:
     """A connection's socket side: ASGI for receiving and closing, direct writes for frames.
 
@@ -261,22 +286,11 @@ class DirectTransport:
         filled part-way (the send lock stays held until the rest is written)."""
         if self._ws_stream.closed:
             return True
-        lock = self._lock
-        if not lock.value:  # another write is under way (ours, or hypercorn's ping or close)
+        if not self._lock.value:  # busy: not even worth framing
             return False
-        # nothing can run between the check and the send (no checkpoint), so a write that
-        # completes needs no lock; only a partial one takes it, for the writer to finish
         data = _framed(payloads[0]) if len(payloads) == 1 else _frames(payloads, self._joined)
-        try:
-            sent = self._raw.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            return True
-        if sent == len(data):
-            return True
-        lock.acquire_nowait()
-        return UnfinishedWrite(memoryview(data)[sent:], self._stream, lock)
+        result = send_now(data, self._raw, self._stream, self._lock)
+        return True if result is None else result  # a failed socket: the reader ends it
 
     async def send_frames(self, payloads: Sequence[bytes], joined: bool) -> None:
         if self._ws_stream.closed:

@@ -178,6 +178,9 @@ class Services:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
+                    run_checkpoints = getattr(self.store, "run_checkpoints", None)
+                    if run_checkpoints is not None:  # SQLite: the log's, off the commit path
+                        await nursery.start(run_checkpoints)
                     await nursery.start(self.committer.run)
                     await nursery.start(self.manager.run)
                     await nursery.start(self.presence.run)

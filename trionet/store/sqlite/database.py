@@ -10,6 +10,7 @@ there for when it runs on the event loop and why.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -21,6 +22,8 @@ import trio
 
 from ...core.errors import StoreUnavailable
 from .migrate import apply_migrations
+
+log = logging.getLogger("trionet.store.sqlite")
 
 __all__ = ["Database"]
 
@@ -46,6 +49,22 @@ def _finish_transaction(
     return result
 
 
+#: inline writes per checkpoint of the log (see Database.try_write_inline)
+CHECKPOINT_EVERY = 64
+
+
+#: passive checkpoints tried before one with writes held off
+CHECKPOINT_TRIES = 4
+
+
+def _checkpoint(conn: sqlite3.Connection) -> bool:
+    """A passive checkpoint; whether it copied the whole log it saw (a commit may have added
+    to it since)."""
+    # every row fetched: an unfinished statement would hold a snapshot, and keep the log
+    busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+    return not busy and frames == copied
+
+
 class Database:
     """A SQLite database file opened for trionet (WAL, foreign keys, busy timeout)."""
 
@@ -68,6 +87,11 @@ class Database:
         self._lock = threading.Lock()
         self._inline: sqlite3.Connection | None = None
         self._inline_writes = 0
+        #: set to ask run_checkpoints for one; None while that task is not running
+        self._checkpoint_wanted: trio.Event | None = None
+        self._writes = 0  # write transactions begun, inline or not
+        #: checkpoints run_checkpoints has run
+        self.checkpoints = 0
 
     def connect(self) -> sqlite3.Connection:
         """A new configured connection (autocommit mode: callers open transactions)."""
@@ -136,6 +160,7 @@ class Database:
     ) -> T:
         """Run ``fn(conn, ...)`` in one write transaction (caller holds the write limiter)."""
         conn = self._writer_conn()
+        self._writes += 1
         conn.execute("BEGIN IMMEDIATE")
         return _finish_transaction(conn, fn, *args, **kw)
 
@@ -165,15 +190,21 @@ class Database:
         worker thread waits for the GIL at every SQLite call whenever the event loop is busy
         (several milliseconds per commit, measured in docs/performance.md). It runs inline only
         when the write lock is free right now (a connection with no busy timeout: a lock held
-        by another process makes it give up at once), ``synchronous`` is NORMAL, and it is not
-        every 64th write: that one goes to the worker thread, whose commit also checkpoints
-        the log (the inline connection never does).
+        by another process makes it give up at once) and ``synchronous`` is NORMAL.
+
+        The inline connection never checkpoints the log. One write in
+        :data:`CHECKPOINT_EVERY` asks :meth:`run_checkpoints` for a checkpoint in a worker
+        thread, which no commit waits for; while that task is not running, that write goes to
+        the worker thread instead, whose commit checkpoints (and the batch's delivery waits).
         """
         self._inline_writes += 1
+        self._writes += 1
+        due = self._inline_writes % CHECKPOINT_EVERY == 0
+        wanted = self._checkpoint_wanted
         if (
             self._synchronous != "NORMAL"
             or self._write_limiter.borrowed_tokens
-            or self._inline_writes % 64 == 0
+            or (due and wanted is None)
         ):
             return False, None
         conn = self._inline_conn()
@@ -183,9 +214,49 @@ class Database:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError:  # locked elsewhere
                 return False, None
-            return True, _finish_transaction(conn, fn, *args, **kw)
+            result = True, _finish_transaction(conn, fn, *args, **kw)
         finally:
             self._write_limiter.release()
+        if due and wanted is not None:
+            wanted.set()
+        return result
+
+    async def run_checkpoints(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Checkpoint the log in a worker thread whenever inline writes ask
+        (:meth:`try_write_inline`), until cancelled.
+
+        A passive checkpoint copies what it can of the log into the database without blocking
+        readers or writers; once the whole log is copied, the next write starts it over. Under
+        a steady stream of commits, one may land during the checkpoint (which then leaves its
+        pages), so it is tried again, a few pages each time, up to :data:`CHECKPOINT_TRIES`
+        times, and then once with writes held off (without that, the log would grow without
+        end).
+        Before this, every 64th commit went to the worker thread for its checkpoint and the
+        batch's delivery waited for it: that one commit in 64 set the 99th percentile of a
+        group's delivery latency (5.4-7.6 ms against 1.2-1.6 ms without it, at 500 messages a
+        second to groups of 100)."""
+        self._checkpoint_wanted = wanted = trio.Event()
+        task_status.started()
+        try:
+            while True:
+                await wanted.wait()
+                self._checkpoint_wanted = wanted = trio.Event()
+                try:
+                    for _ in range(CHECKPOINT_TRIES):
+                        writes = self._writes
+                        if await self.read(_checkpoint) and self._writes == writes:
+                            break  # all copied, and nothing committed meanwhile
+                    else:
+                        await trio.to_thread.run_sync(
+                            lambda: _checkpoint(self._writer_conn()), limiter=self._write_limiter)
+                except (StoreUnavailable, sqlite3.Error) as exc:
+                    log.warning("checkpoint of %s failed (%s); the next one retries",
+                                self.path, exc)
+                self.checkpoints += 1
+        finally:
+            self._checkpoint_wanted = None
 
     def _inline_conn(self) -> sqlite3.Connection:
         if self._inline is None:

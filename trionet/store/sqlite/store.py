@@ -183,6 +183,13 @@ class SqliteStore:
     ) -> messages.Duplicates:
         return await self.db.write(messages.insert_batch, messages_, notifications_)
 
+    async def run_checkpoints(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Checkpoint the log in the background for the inline commits (run by the app's
+        services; see :meth:`Database.run_checkpoints`)."""
+        await self.db.run_checkpoints(task_status=task_status)
+
     def save_inline(
         self, messages_: Sequence[MessageRecord], notifications_: Sequence[NotificationRecord]
     ) -> messages.Duplicates | None:

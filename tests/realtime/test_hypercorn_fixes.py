@@ -193,7 +193,9 @@ async def test_serving_on_an_incompatible_hypercorn_stops_with_one_line(
 
 class _Reads:
     """What trionet's read loop for hypercorn's TCPServer touches: its config, its stream and
-    its protocol (recording what it is handed)."""
+    its protocol (recording what it is handed), and the handoff posted on it."""
+
+    trionet_handoff = None
 
     def __init__(self, timeout: float, chunks: list[tuple[float, bytes]]) -> None:
         self.config = SimpleNamespace(read_timeout=timeout)

@@ -18,16 +18,19 @@ from ..core import protocol
 from ..core.errors import ErrorCode, StoreUnavailable
 from ..interfaces import Handshake, Identity
 from ..realtime.connection import Transport, serve_connection
-from ..realtime.transport import AsgiTransport, direct_transport
+from ..realtime.transport import AsgiTransport, direct_transport, refuse_extensions
 from ..services import Services
 from .common import origin_allowed
 
-__all__ = ["DIRECT_WRITES", "WebSocketEndpoint"]
+__all__ = ["DIRECT_READS", "DIRECT_WRITES", "WebSocketEndpoint"]
 
 #: write outgoing frames straight to hypercorn's socket when the connection allows it
 #: (see trionet/realtime/transport.py, ``direct_transport``; such connections are counted in
 #: ``trionet_direct_transport_connections``); False sends every frame through ASGI
 DIRECT_WRITES = True
+#: on the direct path, the connection's reader reads its socket itself once the handshake is
+#: answered (see trionet/realtime/reads.py); False reads every message through ASGI
+DIRECT_READS = True
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -98,9 +101,12 @@ class WebSocketEndpoint:
                           f"this user has {limit} connections open already (the limit);"
                           " close one first")
             return
+        direct = direct_transport(receive, send) if DIRECT_WRITES else None
         try:
+            refuse_extensions(send)
+            if direct is not None and DIRECT_READS:
+                direct.take_reads(svc.settings.max_message_bytes)
             await send({"type": "websocket.accept"})
-            direct = direct_transport(receive, send) if DIRECT_WRITES else None
             transport: Transport = direct or AsgiTransport(receive, send)
             if direct is not None:
                 svc.metrics.direct_connections.inc()
@@ -113,6 +119,8 @@ class WebSocketEndpoint:
                 if direct is not None:
                     svc.metrics.direct_connections.dec()
         finally:
+            if direct is not None:
+                direct.give_back_reads()
             svc.registry.release(identity.user_id)
 
 

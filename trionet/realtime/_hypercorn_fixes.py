@@ -57,6 +57,7 @@ from hypercorn.trio import tcp_server
 from wsproto.events import Ping
 
 from ..settings import SettingsError
+from .reads import HANDOFF_ATTRIBUTE, READ_SCOPE_ATTRIBUTE
 
 __all__ = ["PING_SWEEP_ATTRIBUTE", "TESTED_HYPERCORN", "IncompatibleHypercorn", "apply", "check"]
 
@@ -180,16 +181,31 @@ async def _read_data(self: Any) -> None:
     timeout = self.config.read_timeout or math.inf
     stream = self.stream
     while True:
+        handoff = self.trionet_handoff
+        if handoff is not None:
+            # the WebSocket's own reader reads the socket until it gives it back
+            self.trionet_handoff = None
+            data, end = await handoff.park()
+            if data:
+                await self.protocol.handle(RawData(bytes(data)))
+            if end:
+                break
+            continue
         # a plain cancel scope per read (not trio.fail_after's generator and its frames);
         # what was read is handled outside it, so a deadline passing just as data arrives
         # never cancels its handling
         with trio.CancelScope(deadline=trio.current_time() + timeout) as scope:
+            self.trionet_read_scope = scope  # a handoff cancels it (nothing read is lost)
             try:
                 data = await stream.receive_some(_MAX_RECV)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 break
         if scope.cancelled_caught:
+            if self.trionet_handoff is not None:
+                continue  # cancelled for a handoff
             break  # the peer was silent for the read timeout
+        if self.trionet_handoff is not None:
+            self.trionet_handoff.late = True  # posted while this read waited: read here
         await self.protocol.handle(RawData(bytes(data)))
         if data == b"":
             break
@@ -246,6 +262,9 @@ def apply() -> None:
     _original_protocol_send = tcp_server.TCPServer.protocol_send
     setattr(tcp_server.TCPServer, "protocol_send", _protocol_send)  # noqa: B010
     setattr(tcp_server.TCPServer, "_read_data", _read_data)  # noqa: B010
+    setattr(tcp_server.TCPServer, HANDOFF_ATTRIBUTE, None)  # see trionet.realtime.reads
+    setattr(tcp_server.TCPServer, READ_SCOPE_ATTRIBUTE, None)
     setattr(ws_stream.WSStream, "_send_pings", _send_pings)  # noqa: B010
-    setattr(ws_stream.WSStream, "handle", _handle)  # noqa: B010
+    # wrapped, so that the check still finds what the original assigns (``handshake``)
+    setattr(ws_stream.WSStream, "handle", functools.wraps(_original_handle)(_handle))  # noqa: B010
     setattr(ws_stream.WSStream, "_trionet_patched", True)  # noqa: B010

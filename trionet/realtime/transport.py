@@ -33,6 +33,7 @@ from typing import Any
 import trio
 
 from .connection import ConnectionGone
+from .reads import LeanReader, post_handoff
 from .registry import Unfinished, WriteNow
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "direct_transport",
     "raw_socket_reachable",
     "reachable_socket",
+    "refuse_extensions",
     "send_now",
     "text_frame",
 ]
@@ -111,6 +113,9 @@ DIRECT_PATH_METHODS = (
 #: is checked by :func:`raw_socket_reachable`)
 DIRECT_PATH_ATTRIBUTES = (
     "hypercorn.protocol.ws_stream.WSStream.send",
+    "hypercorn.protocol.ws_stream.WSStream.handshake",  # refuse_extensions
+    "hypercorn.protocol.ws_stream.Handshake.extensions",
+    "hypercorn.trio.tcp_server.TCPServer.config",  # the read timeout, for direct reads
     "hypercorn.protocol.ws_stream.WSStream.closed",
     "hypercorn.protocol.h11.H11Protocol.send",
     "hypercorn.trio.tcp_server.TCPServer.stream",
@@ -167,6 +172,19 @@ def direct_transport(receive: Receive, send: Send) -> DirectTransport | None:
         return None
     lock, raw, stream = found
     return DirectTransport(receive, send, ws_stream, stream, lock, raw)
+
+
+def refuse_extensions(send: Send) -> bool:
+    """Before the handshake is answered: accept none of the extensions the client offers
+    (``send`` is hypercorn's ``WSStream.app_send``). hypercorn would accept
+    permessage-deflate, whose inflating has no size limit in wsproto (a small frame can
+    inflate to a thousand times its size before the message limit is checked), and which the
+    direct path neither writes nor reads. False when the stream is not hypercorn's."""
+    handshake = getattr(getattr(send, "__self__", None), "handshake", None)
+    if handshake is None or not hasattr(handshake, "extensions"):
+        return False
+    handshake.extensions = None
+    return True
 
 
 def _frames(payloads: Sequence[bytes], joined: bool) -> bytes:
@@ -248,7 +266,8 @@ class DirectTransport:
     kernel's buffer hands the rest of its frame, and the lock, to the connection's writer.
     """
 
-    __slots__ = ("_receive", "_send", "_ws_stream", "_stream", "_lock", "_raw", "_joined")
+    __slots__ = ("_receive", "_send", "_ws_stream", "_stream", "_lock", "_raw", "_joined",
+                 "_reader")
 
     def __init__(
         self,
@@ -266,8 +285,40 @@ class DirectTransport:
         self._lock = lock
         self._raw = raw
         self._joined = False
+        self._reader: LeanReader | None = None
+
+    def take_reads(self, limit: int) -> bool:
+        """Before the handshake is answered: have this connection's reader read its socket
+        (:mod:`trionet.realtime.reads`) instead of hypercorn, for messages of at most
+        ``limit`` bytes. False when hypercorn's read loop cannot hand it over."""
+        protocol: Any = self._ws_stream.send.__self__
+        tcp: Any = protocol.send.__self__
+        handoff = post_handoff(tcp)
+        if handoff is None:
+            return False
+        self._reader = LeanReader(handoff, self._raw, self._write, self._ws_stream, limit,
+                                  tcp.config.read_timeout)
+        return True
+
+    def give_back_reads(self) -> None:
+        """Hand the socket back to hypercorn, if this connection's reader still holds it (the
+        connection's handler is ending)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.give_back(end=False)
+
+    @property
+    def reads_directly(self) -> bool:
+        """Whether the connection's reader reads its socket (rather than through ASGI)."""
+        return self._reader is not None
 
     async def receive(self) -> str | bytes:
+        reader = self._reader
+        if reader is not None:
+            item = await reader.next()
+            if item is not None:
+                return item
+            self._reader = None  # handed back: hypercorn reads from here on
         return await _receive(self._receive)
 
     async def close(self, code: int, reason: str = "") -> None:
@@ -295,7 +346,11 @@ class DirectTransport:
     async def send_frames(self, payloads: Sequence[bytes], joined: bool) -> None:
         if self._ws_stream.closed:
             return  # hypercorn saw the close; the reader ends the connection
-        data = _frames(payloads, joined)
+        await self._write(_frames(payloads, joined))
+
+    async def _write(self, data: bytes) -> None:
+        """Write ``data`` under the send lock: one ``send()``, and trio's ``send_all`` for the
+        rest when the kernel's buffer is full."""
         lock = self._lock
         try:
             lock.acquire_nowait()

@@ -13,7 +13,7 @@ from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, T
 from wsproto.frame_protocol import XorMaskerSimple
 
 from trionet.core import wsframes
-from trionet.core.wsframes import HAND_BACK, NEED_DATA, parse, pong_frame, unmask
+from trionet.core.wsframes import HAND_BACK, MORE, NEED_DATA, parse, pong_frame, unmask
 
 LIMIT = 64 * 1024
 
@@ -113,3 +113,19 @@ def test_the_pong_answers_with_the_pings_payload() -> None:
     client = Connection(ConnectionType.CLIENT)
     client.receive_data(pong_frame(b"payload"))
     assert [(type(e), e.payload) for e in client.events()] == [(Pong, b"payload")]
+
+
+def test_at_most_max_items_come_from_one_call_and_the_next_goes_on() -> None:
+    data = client_bytes(*[TextMessage(data=str(i)) for i in range(150)])
+    got: list[str | bytes] = []
+    calls = 0
+    while data:
+        items, offset, why = parse(data, LIMIT, max_items=64)
+        calls += 1
+        assert len(items) <= 64
+        got += items
+        data = data[offset:]
+        assert why is (MORE if data else NEED_DATA)
+    assert got == [str(i) for i in range(150)] and calls == 3
+    exactly = client_bytes(*[TextMessage(data="x")] * 64)
+    assert parse(exactly, LIMIT, max_items=64)[2] is NEED_DATA  # nothing left: not MORE

@@ -119,6 +119,28 @@ async def test_messages_are_read_by_the_reader_in_order_however_they_arrive(
     assert hypercorn_frames == [0]
 
 
+async def test_a_read_of_many_tiny_frames_is_taken_a_slice_at_a_time_in_order(
+    server: TestServer, hypercorn_frames: list[int]
+) -> None:
+    with trio.fail_after(10):
+        peer = await peer_of(server)
+        await peer.stream.send_all(b"".join(
+            peer.ping_message(str(i)) if i % 3 else peer.frame(Ping(payload=b"%d" % i))
+            for i in range(300)))
+        pongs: list[str] = []
+        control: list[bytes] = []
+        while len(pongs) < 200 or len(control) < 100:
+            event = await peer.next_event()
+            if isinstance(event, Pong):
+                control.append(event.payload)
+            elif isinstance(event, TextMessage):
+                pongs.append(json.loads(event.data)["client_id"])
+        assert pongs == [str(i) for i in range(300) if i % 3]
+        assert control == [b"%d" % i for i in range(0, 300, 3)]
+        await peer.stream.aclose()
+    assert hypercorn_frames == [0]
+
+
 async def test_a_websocket_ping_is_answered_with_its_payload(
     server: TestServer, hypercorn_frames: list[int]
 ) -> None:
@@ -276,3 +298,49 @@ async def test_a_handoff_posted_while_hypercorn_reads_stops_that_read_without_lo
     assert kinds[0][:2] == close[:2]  # the close, from the reader's buffer (masked anew)
     assert len(b"".join(k for k in kinds if isinstance(k, bytes))) == len(close) + len(b"more")
     assert kinds[-1] == "Closed"
+
+
+async def test_a_read_loop_that_ends_before_it_parks_wakes_the_reader() -> None:
+    """The stream ends (hypercorn closed it) before the loop reached its next iteration: the
+    handoff is given back with the end, so a reader waiting for the loop to park is not left
+    waiting forever."""
+    from trionet.realtime import _hypercorn_fixes as fixes
+
+    fixes.apply()
+    a, b = trio.socket.socketpair()
+    handled: list[object] = []
+
+    class ClosedStream:
+        async def receive_some(self, max_bytes: int) -> bytes:
+            with trio.CancelScope(shield=True):  # the cancel comes too late for this read
+                await trio.sleep(0.05)
+            raise trio.ClosedResourceError
+
+    class Loop:
+        trionet_handoff = None
+        trionet_read_scope = None
+        config = type("C", (), {"read_timeout": 30})()
+
+        def __init__(self) -> None:
+            self.stream = ClosedStream()
+            self.protocol = self
+
+        async def handle(self, event: object) -> None:
+            handled.append(event)
+
+    async def write(data: bytes) -> None:
+        raise AssertionError("nothing is written")
+
+    loop = Loop()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(fixes._read_data, loop)
+            await trio.sleep(0)
+            handoff = reads.post_handoff(loop)
+            assert handoff is not None
+            reader = LeanReader(handoff, a._sock, write, type("WS", (), {"closed": False})(),
+                                LIMIT, 30)  # type: ignore[attr-defined]
+            assert await reader.next() is None
+    assert [type(e).__name__ for e in handled] == ["Closed"]
+    a.close()
+    b.close()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-__all__ = ["HAND_BACK", "NEED_DATA", "Ping", "parse", "pong_frame", "unmask"]
+__all__ = ["HAND_BACK", "MORE", "NEED_DATA", "Ping", "parse", "pong_frame", "unmask"]
 
 _U16: Final = struct.Struct("!H")
 _U64: Final = struct.Struct("!Q")
@@ -27,6 +27,8 @@ _U64: Final = struct.Struct("!Q")
 HAND_BACK: Final = True
 #: :func:`parse` stopped at a frame that is not complete yet
 NEED_DATA: Final = False
+#: :func:`parse` stopped after ``max_items`` items; the rest is parsed by the next call
+MORE: Final = None
 
 _TEXT, _BINARY, _PING, _PONG = 0x1, 0x2, 0x9, 0xA
 
@@ -48,19 +50,24 @@ def unmask(payload: bytes | bytearray | memoryview, key: bytes | bytearray | mem
         n, "little")
 
 
-def parse(data: bytes | bytearray, limit: int) -> tuple[list[str | bytes], int, bool]:
+def parse(
+    data: bytes | bytearray, limit: int, max_items: int = 64
+) -> tuple[list[str | bytes], int, bool | None]:
     """The messages in ``data``, where parsing stopped, and why.
 
-    Returns ``(items, offset, hand_back)``: each item is a text message (``str``), a binary one
-    (``bytes``) or a :class:`Ping`, in order; pongs are skipped. ``data[offset:]`` is what is
-    left: with ``hand_back`` (:data:`HAND_BACK`) it begins with a whole or partial frame for
-    the library, otherwise (:data:`NEED_DATA`) with an incomplete frame, or nothing.
-    ``limit`` is the largest payload a message may have.
+    Returns ``(items, offset, why)``: each item is a text message (``str``), a binary one
+    (``bytes``) or a :class:`Ping`, in order, at most ``max_items`` of them; pongs are skipped.
+    ``data[offset:]`` is what is left: with :data:`HAND_BACK` it begins with a whole or partial
+    frame for the library, with :data:`NEED_DATA` with an incomplete frame or nothing, with
+    :data:`MORE` with frames not parsed yet. ``limit`` is the largest payload a message may
+    have.
     """
     items: list[str | bytes] = []
     pos = 0
     end = len(data)
     while True:
+        if len(items) >= max_items and pos < end:
+            return items, pos, MORE
         if end - pos < 2:
             return items, pos, NEED_DATA
         b0 = data[pos]

@@ -185,6 +185,7 @@ async def _read_data(self: Any) -> None:
         if handoff is not None:
             # the WebSocket's own reader reads the socket until it gives it back
             self.trionet_handoff = None
+            self.trionet_read_scope = None
             data, end = await handoff.park()
             if data:
                 await self.protocol.handle(RawData(bytes(data)))
@@ -209,6 +210,11 @@ async def _read_data(self: Any) -> None:
         await self.protocol.handle(RawData(bytes(data)))
         if data == b"":
             break
+    handoff = self.trionet_handoff
+    if handoff is not None:  # posted, and the stream ended before the loop took it
+        self.trionet_handoff = None
+        handoff.late = True
+        handoff.give_back(b"", True)  # wakes a reader waiting for the loop to park
     await self.protocol.handle(Closed())
 
 

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import math
 import socket
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
-from ..core.wsframes import HAND_BACK, Ping, parse, pong_frame
+from ..core.wsframes import HAND_BACK, MORE, Ping, parse, pong_frame
 
 __all__ = ["HANDOFF_ATTRIBUTE", "READ_SCOPE_ATTRIBUTE", "LeanReader", "ReadHandoff", "post_handoff"]
 
@@ -40,6 +39,13 @@ READ_SCOPE_ATTRIBUTE = "trionet_read_scope"
 RECV_BYTES = 2**16
 #: reads that found data waiting before the reader yields to other tasks anyway
 HOT_READS = 8
+#: most messages parsed from the bytes read before the reader takes them (the rest of a read
+#: waits, as frames, in its buffer: a read's worth of tiny frames is not a list of thousands)
+MAX_ITEMS = 64
+_NONE: list[str | bytes] = []  # shared, never appended to
+
+
+_POSTED, _PARKED, _GIVEN_BACK = 0, 1, 2
 
 
 class ReadHandoff:
@@ -49,38 +55,62 @@ class ReadHandoff:
     at the top of its next iteration: :meth:`park` waits until :meth:`give_back`, then returns
     the bytes to feed to hypercorn and whether the stream has ended. ``late`` is set when the
     loop read data after it was posted (the lean reader then never starts).
+
+    One task waits on it at a time (the reader until the loop parks, then the loop until the
+    reader gives back), parked with trio's low-level primitives: no events, no parking lots,
+    a few bytes per connection.
     """
 
-    __slots__ = ("_parked", "_back", "_data", "_end", "late")
+    __slots__ = ("_state", "_waiter", "_data", "_end", "late")
 
     def __init__(self) -> None:
-        self._parked = trio.Event()
-        self._back = trio.Event()
+        self._state = _POSTED
+        self._waiter: trio.lowlevel.Task | None = None
         self._data = b""
         self._end = False
         self.late = False
 
     async def park(self) -> tuple[bytes, bool]:
         """The read loop's side: wait for the socket to be given back."""
-        self._parked.set()
-        await self._back.wait()
+        if self._state == _GIVEN_BACK:
+            await trio.lowlevel.checkpoint()
+        else:
+            self._state = _PARKED
+            self._wake()  # the reader, if it waits for this
+            await self._wait()
         return self._data, self._end
 
     async def parked(self) -> None:
-        """Wait until the read loop has parked."""
-        await self._parked.wait()
+        """Wait until the read loop has parked (or the socket was given back)."""
+        if self._state == _POSTED:
+            await self._wait()
 
     def give_back(self, data: bytes, end: bool) -> None:
         """Hand the socket back to hypercorn (the first call counts): ``data`` was read and not
         used; ``end``: the stream ended (EOF, a failed socket, or the read timeout)."""
-        if not self._back.is_set():
+        if self._state != _GIVEN_BACK:
             self._data = data
             self._end = end
-            self._back.set()
+            self._state = _GIVEN_BACK
+            self._wake()
 
     @property
     def given_back(self) -> bool:
-        return self._back.is_set()
+        return self._state == _GIVEN_BACK
+
+    async def _wait(self) -> None:
+        self._waiter = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._waiter = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def _wake(self) -> None:
+        task, self._waiter = self._waiter, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
 
 
 def post_handoff(tcp: Any) -> ReadHandoff | None:
@@ -105,7 +135,7 @@ class LeanReader:
     """A connection's messages, read from its socket by the task that calls :meth:`next`."""
 
     __slots__ = ("_handoff", "_raw", "_write", "_ws_stream", "_limit", "_timeout", "_buffer",
-                 "_items", "_hot", "_ready")
+                 "_items", "_next", "_more", "_hot", "_ready")
 
     def __init__(
         self,
@@ -123,21 +153,24 @@ class LeanReader:
         self._limit = limit
         self._timeout = timeout or math.inf
         self._buffer = b""
-        self._items: deque[str | bytes] = deque()
+        self._items: list[str | bytes] = _NONE  # parsed, taken by next() from _next on
+        self._next = 0
+        self._more = False  # the buffer holds whole frames not parsed yet
         self._hot = 0
         self._ready = False
 
     async def next(self) -> str | bytes | None:
         """The next message, or None once the socket is handed back (read through ASGI
         from then on)."""
-        items = self._items
         handoff = self._handoff
         try:
-            while not items:
+            while self._next == len(self._items):
                 if handoff.given_back:
                     return None
                 await self._fill()
-            return items.popleft()
+            item = self._items[self._next]
+            self._next += 1
+            return item
         except BaseException:
             self.give_back(end=False)  # cancelled, or a failure: hypercorn reads on
             raise
@@ -146,7 +179,7 @@ class LeanReader:
         """Hand the socket, with whatever was read and not used, back to hypercorn (and drop
         messages parsed and not yet taken: only when the connection is ending)."""
         data, self._buffer = self._buffer, b""
-        self._items.clear()
+        self._items, self._next = _NONE, 0
         self._handoff.give_back(data, end)
 
     async def _fill(self) -> None:
@@ -154,22 +187,30 @@ class LeanReader:
         if not self._ready:
             await handoff.parked()
             self._ready = True
-            if handoff.late:
-                self.give_back(end=False)  # hypercorn read the first frames: it reads on
+            if handoff.late or handoff.given_back:
+                # hypercorn read the first frames (it reads on), or its loop ended first
+                self.give_back(end=False)
                 return
-        data = await self._recv()
-        if data is None:
-            return  # given back: the end of the stream
-        buffer = self._buffer + data if self._buffer else data
-        items, offset, hand_back = parse(buffer, self._limit)
+        if self._more:  # frames left from the last read: no read until they are taken
+            self._more = False
+            buffer = self._buffer
+        else:
+            data = await self._recv()
+            if data is None:
+                return  # given back: the end of the stream
+            buffer = self._buffer + data if self._buffer else data
+        items, offset, why = parse(buffer, self._limit, MAX_ITEMS)
         self._buffer = buffer[offset:] if offset < len(buffer) else b""
+        self._more = why is MORE
+        taken: list[str | bytes] = []
         for item in items:
             if type(item) is Ping:
                 if not self._ws_stream.closed:
                     await self._write(pong_frame(item))
             else:
-                self._items.append(item)
-        if hand_back is HAND_BACK:
+                taken.append(item)
+        self._items, self._next = taken, 0
+        if why is HAND_BACK:
             # the rest is wsproto's; what was parsed before it is still returned first
             data, self._buffer = self._buffer, b""
             handoff.give_back(data, False)

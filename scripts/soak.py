@@ -374,7 +374,7 @@ async def soak_run(args: argparse.Namespace,
     clients, groups = plan_groups(args)
     soak = Soak(args, groups)
     uids = [c.uid for c in clients]
-    monitor = Monitor(server_pid)
+    monitor = Monitor([server_pid])
     view = View(not args.no_progress, "soak")
     phases = Phases(view)
     rng = random.Random(args.seed)

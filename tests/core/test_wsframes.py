@@ -82,6 +82,10 @@ def test_pings_are_returned_and_pongs_skipped_in_order() -> None:
     ("unknown opcode", masked(0x83, b"x")),
     ("control frame over 125 bytes", masked(0x89, b"p" * 126)),
     ("text that is not UTF-8", masked(0x81, b"\xff\xfe")),
+    ("a 16-bit length under 126", bytes((0x81, 0xFE)) + struct.pack("!H", 5) + b"\0" * 9),
+    ("a 64-bit length under 65536", bytes((0x81, 0xFF)) + struct.pack("!Q", 5) + b"\0" * 9),
+    ("a 64-bit length with its top bit", bytes((0x81, 0xFF)) + struct.pack("!Q", 1 << 63)),
+    ("a ping whose length field says 126", bytes((0x89, 0xFE)) + struct.pack("!H", 3)),
 ])
 def test_any_other_frame_is_handed_back_where_it_starts(name: str, frame: bytes) -> None:
     before = client_bytes(TextMessage(data="first"))

@@ -335,7 +335,7 @@ async def test_a_read_loop_that_ends_before_it_parks_wakes_the_reader() -> None:
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(fixes._read_data, loop)
-            await trio.sleep(0)
+            await trio.sleep(0.01)  # the loop now waits in its read
             handoff = reads.post_handoff(loop)
             assert handoff is not None
             reader = LeanReader(handoff, a._sock, write, type("WS", (), {"closed": False})(),
@@ -344,3 +344,91 @@ async def test_a_read_loop_that_ends_before_it_parks_wakes_the_reader() -> None:
     assert [type(e).__name__ for e in handled] == ["Closed"]
     a.close()
     b.close()
+
+
+async def test_a_peer_gone_before_the_handoff_is_posted_leaves_no_handler_behind(
+    server: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client leaves while it is authenticated: hypercorn's read loop ends before the
+    handler posts its handoff, which is then refused, and the handler reads the disconnect
+    through ASGI (it used to wait for the loop to park forever, holding its user's slot)."""
+    user = await server.create_user("early", password=None)
+    svc = server.services
+    original = svc.resolver.resolve
+
+    async def slow_resolve(handshake: Any) -> Any:
+        await trio.sleep(0.3)  # a store that takes a moment
+        return await original(handshake)
+
+    monkeypatch.setattr(svc.resolver, "resolve", slow_resolve)
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    with trio.fail_after(10):
+        for _ in range(3):
+            stream = await trio.open_tcp_stream(host, int(port))
+            await stream.send_all(
+                b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                + f"Cookie: {server.settings.cookie_name}={user.token}\r\n\r\n".encode())
+            await trio.sleep(0.05)
+            await stream.aclose()  # gone before the server answered
+        await trio.sleep(0.5)
+        while svc.open_handlers or svc.registry._slots:
+            await trio.sleep(0.05)
+
+
+@pytest.mark.parametrize("kind", ["ping", "binary"])
+async def test_a_client_flooding_tiny_frames_does_not_stall_the_event_loop(
+    server: TestServer, kind: str
+) -> None:
+    """Every read the reader did not have to wait for yields before its messages are handed
+    out (at most 64 a call): without it, another task's 1 ms sleep woke up to 0.9-1.8 s late."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    user = await server.create_user("flood", password=None)
+    host, port = server.url.removeprefix("http://").rsplit(":", 1)
+    lags: list[float] = []
+    done = trio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            started = trio.current_time()
+            await trio.sleep(0.001)
+            lags.append(trio.current_time() - started - 0.001)
+
+    client = str(Path(__file__).with_name("flood_client.py"))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ticker)
+            await trio.run_process(
+                [sys.executable, client, host, port,
+                 f"{server.settings.cookie_name}={user.token}", kind, "2"],
+                stdout=subprocess.DEVNULL)
+            done.set()
+    assert len(lags) > 100
+    assert max(lags) < 0.1, f"the event loop stalled for {max(lags):.3f} s"
+
+
+async def test_no_pong_follows_the_servers_close(server: TestServer) -> None:
+    from wsproto.frame_protocol import FrameProtocol, Opcode
+
+    user = await server.create_user("c", password=None)
+    with trio.fail_after(10):
+        stream = await server.raw_websocket(user)
+        client = Connection(ConnectionType.CLIENT)
+        while not server.services.manager.is_online(user.id):
+            await trio.sleep(0.01)
+        server.services.registry.close_all(1001)
+        proto = FrameProtocol(client=True, extensions=[])
+        frames: list[Any] = []
+        while not any(f.opcode is Opcode.CLOSE for f in frames):
+            proto.receive_bytes(await stream.receive_some(65536))
+            frames += list(proto.received_frames())
+        await stream.send_all(client.send(Ping(payload=b"late")))  # before it answers
+        after = b""
+        with trio.move_on_after(1):
+            while data := await stream.receive_some(65536):
+                after += data
+        assert after == b""  # wsproto sends nothing after its close, and neither does trionet
+        await stream.aclose()

@@ -78,17 +78,23 @@ def parse(
             return items, pos, HAND_BACK
         length = b1 & 0x7F
         head = pos + 2
+        if length > 125 and opcode >= _PING:
+            return items, pos, HAND_BACK  # a control frame's payload is at most 125 bytes
         if length == 126:
             if end - head < 2:
                 return items, pos, NEED_DATA
             length = _U16.unpack_from(data, head)[0]
             head += 2
+            if length < 126:
+                return items, pos, HAND_BACK  # not the shortest encoding: wsproto's 1002
         elif length == 127:
             if end - head < 8:
                 return items, pos, NEED_DATA
             length = _U64.unpack_from(data, head)[0]
             head += 8
-        if length > limit or (opcode >= _PING and length > 125):
+            if length < 65536 or length >> 63:
+                return items, pos, HAND_BACK  # not the shortest, or the top bit set
+        if length > limit:
             return items, pos, HAND_BACK
         start = head + 4  # after the masking key
         stop = start + length

@@ -57,7 +57,7 @@ from hypercorn.trio import tcp_server
 from wsproto.events import Ping
 
 from ..settings import SettingsError
-from .reads import HANDOFF_ATTRIBUTE, READ_SCOPE_ATTRIBUTE
+from .reads import HANDOFF_ATTRIBUTE, READ_SCOPE_ATTRIBUTE, READS_ENDED, ReadHandoff
 
 __all__ = ["PING_SWEEP_ATTRIBUTE", "TESTED_HYPERCORN", "IncompatibleHypercorn", "apply", "check"]
 
@@ -211,8 +211,10 @@ async def _read_data(self: Any) -> None:
         if data == b"":
             break
     handoff = self.trionet_handoff
-    if handoff is not None:  # posted, and the stream ended before the loop took it
-        self.trionet_handoff = None
+    # before any checkpoint: a handoff posted from now on is refused (the handler then reads
+    # the queued disconnect through ASGI), so no reader waits for a loop that has ended
+    self.trionet_handoff = READS_ENDED
+    if isinstance(handoff, ReadHandoff):  # posted, and the stream ended before it was taken
         handoff.late = True
         handoff.give_back(b"", True)  # wakes a reader waiting for the loop to park
     await self.protocol.handle(Closed())

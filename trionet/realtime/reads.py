@@ -29,16 +29,18 @@ import trio
 
 from ..core.wsframes import HAND_BACK, MORE, Ping, parse, pong_frame
 
-__all__ = ["HANDOFF_ATTRIBUTE", "READ_SCOPE_ATTRIBUTE", "LeanReader", "ReadHandoff", "post_handoff"]
+__all__ = ["HANDOFF_ATTRIBUTE", "READS_ENDED", "READ_SCOPE_ATTRIBUTE", "LeanReader", "ReadHandoff",
+           "post_handoff"]
 
 #: the ``TCPServer`` attribute a :class:`ReadHandoff` is posted on for its read loop
 HANDOFF_ATTRIBUTE = "trionet_handoff"
+#: what the read loop leaves in :data:`HANDOFF_ATTRIBUTE` once it has ended (a handoff posted
+#: after that is refused)
+READS_ENDED: Any = object()
 #: the ``TCPServer`` attribute holding the cancel scope of the read its loop waits in
 READ_SCOPE_ATTRIBUTE = "trionet_read_scope"
 #: bytes asked of the kernel per read (hypercorn's own ``MAX_RECV``)
 RECV_BYTES = 2**16
-#: reads that found data waiting before the reader yields to other tasks anyway
-HOT_READS = 8
 #: most messages parsed from the bytes read before the reader takes them (the rest of a read
 #: waits, as frames, in its buffer: a read's worth of tiny frames is not a list of thousands)
 MAX_ITEMS = 64
@@ -115,7 +117,8 @@ class ReadHandoff:
 
 def post_handoff(tcp: Any) -> ReadHandoff | None:
     """Post a handoff on hypercorn's ``TCPServer`` ``tcp`` and stop the read it waits in
-    (None when the read loop is not trionet's, or one is posted already)."""
+    (None when the read loop is not trionet's, one is posted already, or the loop has ended:
+    the peer left during the handshake)."""
     if not hasattr(type(tcp), HANDOFF_ATTRIBUTE) or getattr(tcp, HANDOFF_ATTRIBUTE) is not None:
         return None
     handoff = ReadHandoff()
@@ -135,7 +138,7 @@ class LeanReader:
     """A connection's messages, read from its socket by the task that calls :meth:`next`."""
 
     __slots__ = ("_handoff", "_raw", "_write", "_ws_stream", "_limit", "_timeout", "_buffer",
-                 "_items", "_next", "_more", "_hot", "_ready")
+                 "_items", "_next", "_more", "_hot", "_ready", "_waited")
 
     def __init__(
         self,
@@ -148,7 +151,7 @@ class LeanReader:
     ) -> None:
         self._handoff = handoff
         self._raw = raw
-        self._write = write  # writes a frame under the connection's send lock
+        self._write = write  # writes a pong under the send lock, unless the close was sent
         self._ws_stream = ws_stream  # hypercorn's WSStream (``closed`` once it saw the close)
         self._limit = limit
         self._timeout = timeout or math.inf
@@ -158,6 +161,7 @@ class LeanReader:
         self._more = False  # the buffer holds whole frames not parsed yet
         self._hot = 0
         self._ready = False
+        self._waited = False
 
     async def next(self) -> str | bytes | None:
         """The next message, or None once the socket is handed back (read through ASGI
@@ -194,19 +198,25 @@ class LeanReader:
         if self._more:  # frames left from the last read: no read until they are taken
             self._more = False
             buffer = self._buffer
+            waited = False
         else:
+            self._waited = False
             data = await self._recv()
             if data is None:
                 return  # given back: the end of the stream
             buffer = self._buffer + data if self._buffer else data
+            waited = self._waited
+        if not waited:
+            # what was read did not have to be waited for (a client sending as fast as it
+            # can): let every other task run before handing out its messages
+            await trio.lowlevel.checkpoint()
         items, offset, why = parse(buffer, self._limit, MAX_ITEMS)
         self._buffer = buffer[offset:] if offset < len(buffer) else b""
         self._more = why is MORE
         taken: list[str | bytes] = []
         for item in items:
             if type(item) is Ping:
-                if not self._ws_stream.closed:
-                    await self._write(pong_frame(item))
+                await self._write(pong_frame(item))  # unless the close was sent
             else:
                 taken.append(item)
         self._items, self._next = taken, 0
@@ -234,6 +244,7 @@ class LeanReader:
                 self.give_back(end=True)
                 return None
         if data is None:
+            self._waited = True
             with trio.CancelScope(deadline=trio.current_time() + self._timeout) as scope:
                 try:
                     await trio.lowlevel.wait_readable(raw)
@@ -253,9 +264,6 @@ class LeanReader:
             self._hot = 1 if len(data) == RECV_BYTES else 0
         else:
             self._hot += 1
-            if self._hot > HOT_READS:  # data keeps waiting: let other tasks run too
-                self._hot = 1
-                await trio.lowlevel.checkpoint()
         if not data:
             self.give_back(end=True)  # EOF
             return None

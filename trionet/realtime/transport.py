@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import trio
+from wsproto.connection import ConnectionState
 
 from .connection import ConnectionGone
 from .reads import LeanReader, post_handoff
@@ -53,6 +54,7 @@ __all__ = [
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
+_OPEN = ConnectionState.OPEN
 _SHORT = struct.Struct("!BBH")
 _LONG = struct.Struct("!BBQ")
 
@@ -296,7 +298,7 @@ class DirectTransport:
         handoff = post_handoff(tcp)
         if handoff is None:
             return False
-        self._reader = LeanReader(handoff, self._raw, self._write, self._ws_stream, limit,
+        self._reader = LeanReader(handoff, self._raw, self._pong, self._ws_stream, limit,
                                   tcp.config.read_timeout)
         return True
 
@@ -348,7 +350,17 @@ class DirectTransport:
             return  # hypercorn saw the close; the reader ends the connection
         await self._write(_frames(payloads, joined))
 
-    async def _write(self, data: bytes) -> None:
+    async def _pong(self, frame: bytes) -> None:
+        """Write a pong, unless the close was sent (wsproto's state is then no longer OPEN;
+        checked again once the send lock is held, as hypercorn's close takes it too)."""
+        if self._open():
+            await self._write(frame, self._open)
+
+    def _open(self) -> bool:
+        connection = getattr(self._ws_stream, "connection", None)
+        return not self._ws_stream.closed and getattr(connection, "state", None) is _OPEN
+
+    async def _write(self, data: bytes, still: Callable[[], bool] | None = None) -> None:
         """Write ``data`` under the send lock: one ``send()``, and trio's ``send_all`` for the
         rest when the kernel's buffer is full."""
         lock = self._lock
@@ -357,6 +369,8 @@ class DirectTransport:
         except trio.WouldBlock:
             await lock.acquire()
         try:
+            if still is not None and not still():
+                return
             try:
                 sent = self._raw.send(data)
             except BlockingIOError:

@@ -151,8 +151,8 @@ def test_the_tables_have_the_columns_the_api_needs(db: Database) -> None:
 def test_history_and_resume_queries_use_an_index(db: Database) -> None:
     conn = db.connect()
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"messages_by_pair", "messages_by_group", "messages_to_user", "messages_client_id",
-            "notifications_by_user", "sessions_by_user"} <= indexes
+    assert {"messages_by_pair", "messages_by_group", "messages_client_id",
+            "conversations_by_recency", "notifications_by_user", "sessions_by_user"} <= indexes
 
     def plan(sql: str) -> str:
         return " ".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
@@ -163,8 +163,10 @@ def test_history_and_resume_queries_use_an_index(db: Database) -> None:
     group = plan("SELECT * FROM messages WHERE kind = 'group' AND group_id = 1"
                  " ORDER BY id DESC LIMIT 50")
     assert "USING INDEX messages_by_group" in group
-    resume = plan("SELECT * FROM messages WHERE kind = 'private' AND recipient_id = 1 AND id > 5")
-    assert "USING INDEX messages_to_user" in resume
+    resume = plan("SELECT peer_id FROM conversations WHERE user_id = 1 AND last_message_id > 5"
+                  " ORDER BY last_message_id DESC LIMIT 50")
+    assert "USING INDEX conversations_by_recency" in resume
+    assert "TEMP B-TREE" not in resume  # walked newest first, not sorted
     inbox = plan("SELECT * FROM notifications WHERE user_id = 1 AND id > 5 ORDER BY id")
     assert "USING INDEX notifications_by_user" in inbox
 
@@ -414,7 +416,9 @@ async def test_inline_commits_let_the_log_be_checkpointed(tmp_path: Path, backgr
     wal_bytes = os.stat(path + "-wal").st_size  # noqa: ASYNC240
     await db.aclose()
     if background:
-        assert threaded <= 2  # only a commit landing on a checkpoint that holds writes off
+        # only a commit landing on a checkpoint that holds writes off (one each: the next
+        # waits for it); a busy disk makes more of them, never most
+        assert threaded <= db.held_checkpoints < db.checkpoints / 2
         assert db.checkpoints >= 10
     else:
         assert threaded >= 5
@@ -450,3 +454,15 @@ async def test_only_short_batches_commit_on_the_event_loop(tmp_path: Path) -> No
         assert await store.max_id() > 0
     finally:
         await store.aclose()
+
+
+def test_messages_carry_only_the_indexes_their_reads_need(db: Database) -> None:
+    """Every index on ``messages`` costs each stored message a page write in its commit (the
+    pages of an index by user are scattered, one per user of a batch): by recipient and by
+    sender were half the commit of a batch of 50 conversations. Resume reads private messages
+    through the conversation list instead; a new index here needs a read that cannot."""
+    conn = db.connect()
+    indexes = {str(r[0]) for r in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'messages'"
+        " AND name NOT LIKE 'sqlite_autoindex%'")}
+    assert indexes == {"messages_by_pair", "messages_by_group", "messages_client_id"}

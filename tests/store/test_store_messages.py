@@ -4,6 +4,7 @@ runs against every store)."""
 from __future__ import annotations
 
 import json
+import random
 
 import trio
 from store_helpers import TIMEOUT, in_group, make_users, note, private
@@ -274,3 +275,42 @@ async def test_concurrent_saves_of_one_batch_store_it_once(store: Store) -> None
             total += len(await _page(store, a, b))
         assert total == len(batch)
         assert sum((await store.inbox_sizes([1, 2, 3])).values()) == len(notes)
+
+
+async def test_replay_sizes_matches_every_visible_message_newest_first(store: Store) -> None:
+    """The replay plan against a plain reading of the rules, over many conversations in both
+    directions, ids committed out of order (as on several nodes), a group, other users'
+    messages, every cursor and limits below and above the number of conversations."""
+    rng = random.Random(7)
+    with trio.fail_after(TIMEOUT):
+        user, *others = await make_users(store, "user", *(f"o{i}" for i in range(12)))
+        gid = (await store.create_group(others[0], "g", [user]))["id"]
+        ids = list(range(1, 301))
+        rng.shuffle(ids)  # commit order is not id order
+        visible: list[int] = []
+        batches: list[list[MessageRecord]] = [[] for _ in range(10)]
+        for mid in ids:
+            roll = rng.random()
+            a, b = rng.sample(others, 2)
+            if roll < 0.35:
+                record, seen = private(mid, a, user), True
+            elif roll < 0.6:
+                record, seen = private(mid, user, a), True
+            elif roll < 0.65:
+                record, seen = private(mid, user, user), True  # a note to self
+            elif roll < 0.8:
+                record, seen = in_group(mid, a, gid), True
+            else:
+                record, seen = private(mid, a, b), False
+            batches[mid % 10].append(record)
+            if seen:
+                visible.append(mid)
+        for batch in batches:
+            await store.save(batch, [])
+        visible.sort(reverse=True)
+        for since in (0, 1, 57, 150, 299, 300):
+            after = [i for i in visible if i > since]
+            for limit in (1, 3, 12, 40, 1000):
+                msgs, _ = await store.replay_sizes(user, since=since, since_notification=None,
+                                                   limit=limit)
+                assert [i for i, _ in msgs] == after[:limit + 1], (since, limit)

@@ -104,6 +104,17 @@ def test_the_tables_have_the_sqlite_schemas_columns(postgres_url: str, tmp_path:
         assert pending_migrations(conn) == []
 
 
+def test_messages_carry_only_the_indexes_their_reads_need(postgres_url: str) -> None:
+    """Each index on ``messages`` is one more entry written for every stored message; resume
+    reads private messages through the conversation list, not by recipient or sender."""
+    with _sync(postgres_url) as conn:
+        indexes = {str(r[0]) for r in conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()"
+            " AND tablename = 'messages'")}
+    assert indexes == {"messages_pkey", "messages_by_pair", "messages_by_group",
+                       "messages_client_id"}
+
+
 def test_the_migrations_are_files_of_the_checkout_in_name_order() -> None:
     assert migrations_dir() == REPO / "migrations" / "postgres"
     files = migration_files()
@@ -244,9 +255,10 @@ def test_the_replay_plan_stops_after_limit_plus_one_rows_per_branch(big_url: str
         scans = _scans(explaining)
         assert all(n["Node Type"] != "Seq Scan" for n in scans), scans
         message_scans = [n for n in scans if n["Relation Name"] == "messages"]
-        assert {"messages_to_user", "messages_from_user", "messages_by_group"} <= {
+        assert {"messages_by_pair", "messages_by_group"} <= {
             n.get("Index Name") for n in message_scans}
-        for node in message_scans:  # no branch reads more than limit + 1 rows a loop
+        assert "conversations_by_recency" in {n.get("Index Name") for n in scans}
+        for node in scans:  # no walk reads more than limit + 1 rows a loop
             assert node["Actual Rows"] <= limit + 1, node
         # and the sizes are of those rows only
         sizes = [n for n in message_scans if n.get("Index Name") == "messages_pkey"]

@@ -141,20 +141,28 @@ def group_page(conn: Conn, group_id: int, *, limit: int, offset: int,
     return _page(conn, "kind = 'group' AND group_id = %s", [group_id], limit, offset, before_id)
 
 
-#: the replay plan's message half. Each branch walks one index backwards and stops after
-#: limit + 1 ids: messages_to_user, messages_from_user, and messages_by_group once per group
-#: the user is an accepted member of (a LATERAL per group: PostgreSQL would otherwise walk the
-#: primary key, filtering). Sizes are read for the chosen ids only.
+#: the replay plan's message half. Each walk goes backwards along an index and stops after
+#: limit + 1 ids. Private messages: the newest limit + 1 conversations changed after the
+#: cursor (conversations_by_recency; the newest limit + 1 private messages lie in those, as
+#: each of their last messages is newer than any message of a conversation left out), then
+#: messages_by_pair once per conversation (there is no index of messages by recipient or by
+#: sender: each would cost every stored message one more index entry). Group messages:
+#: messages_by_group once per group the user is an accepted member of (a LATERAL per group:
+#: PostgreSQL would otherwise walk the primary key, filtering). Sizes are read for the chosen
+#: ids only.
 REPLAY_MESSAGES_SQL = """
 SELECT id, octet_length(content) FROM messages WHERE id IN (
     SELECT id FROM (
-        (SELECT id FROM messages
-            WHERE kind = 'private' AND recipient_id = %(user)s AND id > %(since)s
-            ORDER BY id DESC LIMIT %(n)s)
-        UNION
-        (SELECT id FROM messages
-            WHERE kind = 'private' AND sender_id = %(user)s AND id > %(since)s
-            ORDER BY id DESC LIMIT %(n)s)
+        (SELECT p.id FROM (
+            SELECT peer_id FROM conversations
+                WHERE user_id = %(user)s AND last_message_id > %(since)s
+                ORDER BY last_message_id DESC LIMIT %(n)s) AS c
+            CROSS JOIN LATERAL (
+                SELECT id FROM messages
+                WHERE kind = 'private' AND peer_lo = least(%(user)s, c.peer_id)
+                    AND peer_hi = greatest(%(user)s, c.peer_id) AND id > %(since)s
+                ORDER BY id DESC LIMIT %(n)s) AS p
+            ORDER BY p.id DESC LIMIT %(n)s)
         UNION
         (SELECT g.id FROM group_members gm
             CROSS JOIN LATERAL (

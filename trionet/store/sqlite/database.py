@@ -90,8 +90,9 @@ class Database:
         #: set to ask run_checkpoints for one; None while that task is not running
         self._checkpoint_wanted: trio.Event | None = None
         self._writes = 0  # write transactions begun, inline or not
-        #: checkpoints run_checkpoints has run
+        #: checkpoints run_checkpoints has run, and of those, how many held writes off
         self.checkpoints = 0
+        self.held_checkpoints = 0
 
     def connect(self) -> sqlite3.Connection:
         """A new configured connection (autocommit mode: callers open transactions)."""
@@ -249,6 +250,7 @@ class Database:
                         if await self.read(_checkpoint) and self._writes == writes:
                             break  # all copied, and nothing committed meanwhile
                     else:
+                        self.held_checkpoints += 1
                         await trio.to_thread.run_sync(
                             lambda: _checkpoint(self._writer_conn()), limiter=self._write_limiter)
                 except (StoreUnavailable, sqlite3.Error) as exc:

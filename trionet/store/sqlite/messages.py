@@ -128,6 +128,23 @@ _VISIBLE = ("(kind = 'private' AND (recipient_id = ? OR sender_id = ?)) OR (kind
             " AND status = 'accepted'))")
 
 
+#: the private half of the replay plan, through the conversation list instead of an index of
+#: messages by recipient and one by sender (each stored message would otherwise dirty one more
+#: page of each: they were half the cost of a commit). The newest limit + 1 private messages
+#: of a user lie in at most limit + 1 conversations, those with the newest last messages
+#: (each of those last messages is newer than any message of a conversation left out), so
+#: the plan takes the newest limit + 1 conversations changed after ``since``
+#: (conversations_by_recency) and the newest limit + 1 messages after ``since`` of each
+#: (messages_by_pair, backwards). Parameters: user, since, n, user, user, since, n, n.
+_REPLAY_PRIVATE = (
+    "SELECT * FROM (SELECT m.id FROM (SELECT peer_id FROM conversations"
+    " WHERE user_id = ? AND last_message_id > ? ORDER BY last_message_id DESC LIMIT ?) AS c,"
+    " messages AS m WHERE m.id IN (SELECT id FROM messages WHERE kind = 'private'"
+    " AND peer_lo = min(?, c.peer_id) AND peer_hi = max(?, c.peer_id) AND id > ?"
+    " ORDER BY id DESC LIMIT ?) ORDER BY m.id DESC LIMIT ?)"
+)
+
+
 def replay_sizes(
     conn: sqlite3.Connection,
     user_id: int,
@@ -139,21 +156,19 @@ def replay_sizes(
     """``(id, bytes stored)`` of the newest ``limit`` + 1 messages addressed to ``user_id``
     after ``since`` (private to or from it, groups it is an accepted member of) and of its
     notifications after ``since_notification``, each newest first. No content is returned."""
-    # each branch stops after the newest limit + 1 ids (an index walk, not the whole history);
+    # each branch stops after the newest limit + 1 ids (index walks, not the whole history);
     # sizes are then computed for those rows only
-    branch = "SELECT * FROM (SELECT id FROM messages WHERE {} ORDER BY id DESC LIMIT ?)"
-    newest = " UNION ".join([
-        branch.format("kind = 'private' AND recipient_id = ? AND id > ?"),
-        branch.format("kind = 'private' AND sender_id = ? AND id > ?"),
-        branch.format("kind = 'group' AND id > ? AND group_id IN (SELECT group_id FROM"
-                      " group_members WHERE user_id = ? AND status = 'accepted')"),
-    ]) + " ORDER BY id DESC LIMIT ?"
+    group = ("SELECT * FROM (SELECT id FROM messages WHERE kind = 'group' AND id > ? AND"
+             " group_id IN (SELECT group_id FROM group_members WHERE user_id = ?"
+             " AND status = 'accepted') ORDER BY id DESC LIMIT ?)")
+    newest = f"{_REPLAY_PRIVATE} UNION {group} ORDER BY id DESC LIMIT ?"
     sql = (f"SELECT id, length(CAST(content AS BLOB)) FROM messages WHERE id IN ({newest})"
            " ORDER BY id DESC")
     n = limit + 1
     msgs = [
         (int(r[0]), int(r[1]))
-        for r in conn.execute(sql, (user_id, since, n, user_id, since, n, since, user_id, n, n))
+        for r in conn.execute(sql, (user_id, since, n, user_id, user_id, since, n, n,
+                                    since, user_id, n, n))
     ]
     notes: list[tuple[int, int]] = []
     if since_notification is not None:

@@ -45,3 +45,23 @@ def test_sixty_four_workers_never_collide_and_a_leased_number_takes_over() -> No
         except ValueError:
             continue
         raise AssertionError(f"worker {bad} was accepted")
+
+
+def test_id_to_iso_is_the_allocation_time_to_the_millisecond_in_any_order() -> None:
+    """Formatted once a second and once a millisecond (cached): every id, in any order,
+    across second, day and year boundaries, reads as its own time."""
+    from datetime import UTC, datetime
+
+    from trionet.core.ids import _SHIFT, EPOCH_MS
+
+    def expected(ms: int) -> str:
+        return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+            f"{ms % 1000:03d}Z")
+
+    year_end = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+    times = [EPOCH_MS, EPOCH_MS + 999, EPOCH_MS + 1000, year_end - 1, year_end, year_end - 1,
+             year_end + 86_399_999, year_end + 86_400_000, EPOCH_MS + 1, year_end, year_end]
+    times += [year_end + n * 137 for n in range(50)]
+    for ms in times:
+        id_ = ((ms - EPOCH_MS) << _SHIFT) | 5
+        assert id_to_iso(id_) == expected(ms), ms

@@ -83,16 +83,20 @@ def id_timestamp(id_: int) -> float:
 
 
 _last_iso: tuple[int, str] = (-1, "")
+_last_second: tuple[int, str] = (-1, "")
 
 
 def id_to_iso(id_: int) -> str:
     """The allocation time of ``id_`` as an ISO 8601 UTC string with milliseconds."""
-    global _last_iso
+    global _last_iso, _last_second
     ms = (id_ >> _SHIFT) + EPOCH_MS
     if _last_iso[0] == ms:  # ids come in bursts within one millisecond
         return _last_iso[1]
-    stamp = datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
-    iso = f"{stamp}{ms % 1000:03d}Z"
+    second, milli = divmod(ms, 1000)
+    if _last_second[0] != second:  # formatting a date is the cost: once a second
+        _last_second = (second, datetime.fromtimestamp(second, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S."))
+    iso = f"{_last_second[1]}{milli:03d}Z"
     _last_iso = (ms, iso)
     return iso
 

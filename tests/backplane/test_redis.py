@@ -48,3 +48,46 @@ async def test_a_batch_reaches_only_the_nodes_holding_its_recipients_even_thousa
         assert sinks[2].frames == []  # it holds none of them: it hears nothing
         assert sinks[0].frames == [b"many", b"group"]  # the publisher's own, directly
         nursery.cancel_scope.cancel()
+
+
+async def test_a_command_redis_refuses_costs_its_own_op_only_alone_or_in_a_pipeline() -> None:
+    """A route Redis refuses (here a ``where`` key of the wrong type: WRONGTYPE) is counted
+    as dropped and marks the node for a resume, and the ops around it still go: sent alone
+    (a direct call) and among others (a pipeline)."""
+    import coredis
+
+    async with fresh_redis_prefix() as (url, prefix), trio.open_nursery() as nursery:
+        metrics = Metrics()
+        sender = RedisBackplane(url, prefix, "n0", metrics=metrics)
+        receiver = RedisBackplane(url, prefix, "n1", metrics=Metrics())
+        sinks = [Sink(), Sink()]
+        with trio.fail_after(20):
+            await nursery.start(sender.run, sinks[0])
+            await nursery.start(receiver.run, sinks[1])
+            await receiver.publish_control(PresenceChanged(7, True, "n1"))
+            await receiver.joined(7)
+            async with coredis.Redis.from_url(url) as redis:
+                await redis.set(f"{prefix}:where:666", "not a set")
+
+            def dropped() -> float:
+                return sender.m_dropped.labels("route")._value.get()
+
+            def send(frame: bytes, to: int) -> Delivery:
+                return Delivery(ToUsers(frozenset({to})), frame, "private")
+
+            await sender.publish([send(b"refused alone", 666)], stored=True)
+            while dropped() < 1:
+                await trio.sleep(0.01)
+            assert sender._lost
+            await sender.publish([send(b"after it", 7)], stored=True)
+            while len(sinks[1].frames) < 1:
+                await trio.sleep(0.01)
+            # three queued at once go in one pipeline: only the middle one is refused
+            sender._lost = False
+            for frame, to in ((b"one", 7), (b"refused among others", 666), (b"three", 7)):
+                await sender.publish([send(frame, to)], stored=True)  # queues: no yield
+            while len(sinks[1].frames) < 3:
+                await trio.sleep(0.01)
+            assert dropped() == 2 and sender._lost
+        assert sinks[1].frames == [b"after it", b"one", b"three"]
+        nursery.cancel_scope.cancel()

@@ -239,3 +239,43 @@ async def test_resend_on_a_fresh_connection_after_a_restart_gets_the_original_ac
                 assert await recv(wa) == first
     count = sqlite3.connect(path).execute("SELECT count(*) FROM messages").fetchone()
     assert count == (1,)
+
+
+async def test_a_send_cancelled_while_the_commit_queue_is_full_leaves_no_receipt_behind(
+    server: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection closes while its message waits for room in the commit queue (here:
+    a queue that never has room for the first message). The message was never queued, so a
+    resend of it on another connection is a new message: stored, delivered and acked once.
+    The receipt used to be registered before the message was queued, so that resend waited
+    forever for a commit that would never come."""
+    from trionet.realtime.committer import GroupCommitter
+
+    a, b = await server.create_user("a"), await server.create_user("b")
+    original = GroupCommitter.submit
+    blocked: list[str] = []
+
+    async def full_once(self: GroupCommitter, pending: object) -> None:
+        if not blocked:
+            blocked.append("x")
+            await trio.sleep_forever()  # the queue is full, and stays so
+        await original(self, pending)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(GroupCommitter, "submit", full_once)
+    frame = {"type": "private", "to": b.id, "content": "once", "client_id": "c1"}
+    with trio.fail_after(10):
+        async with server.connect(b) as wb:
+            async with server.connect(a) as wa:
+                await send(wa, frame)
+                while not blocked:
+                    await trio.sleep(0.01)
+                # the server ends the connection (a ban, say): its reader is cancelled
+                await server.services.manager.disconnect_user(a.id)
+                with pytest.raises(trio_websocket.ConnectionClosed):
+                    await wa.get_message()
+            async with server.connect(a) as wa:  # the first socket is gone: a resend
+                await send(wa, frame)
+                ack = await recv(wa)
+                assert ack["type"] == "ack" and ack["persisted"] and ack["client_id"] == "c1"
+            delivered = await recv(wb)
+            assert delivered["content"] == "once" and delivered["id"] == ack["id"]

@@ -53,7 +53,7 @@ async def test_a_batch_reaches_only_the_nodes_holding_its_recipients_even_thousa
 async def test_a_command_redis_refuses_costs_its_own_op_only_alone_or_in_a_pipeline() -> None:
     """A route Redis refuses (here a ``where`` key of the wrong type: WRONGTYPE) is counted
     as dropped and marks the node for a resume, and the ops around it still go: sent alone
-    (a direct call) and among others (a pipeline)."""
+    and among others in one pipeline."""
     import coredis
 
     async with fresh_redis_prefix() as (url, prefix), trio.open_nursery() as nursery:

@@ -256,10 +256,15 @@ class _Session:
         committer = self.services.committer
         pending = Pending(message=record, target=target, frame=message_frame(record),
                           origin=self.conn, client_id=record.client_id)
+        receipt = None
         if record.client_id is not None and fp is not None:
-            pending.receipt = Receipt(fp, pending, trio.current_time())
-            self.services.recent_sends.add(record.sender_id, record.client_id, pending.receipt)
+            receipt = pending.receipt = Receipt(fp, pending, trio.current_time())
         await committer.submit(pending)
+        # registered once queued: a send cancelled while the queue was full leaves no receipt
+        # behind for a resend to wait on forever (if the commit ran meanwhile, the receipt is
+        # settled already, as any is once its message is routed)
+        if receipt is not None and record.client_id is not None:
+            self.services.recent_sends.add(record.sender_id, record.client_id, receipt)
 
     async def _resent(self, client_id: str, fp: bytes) -> bool:
         """Answer a resend of an accepted frame with its original ack (True); refuse a

@@ -144,9 +144,11 @@ def group_page(conn: Conn, group_id: int, *, limit: int, offset: int,
 #: the replay plan's message half. Each walk goes backwards along an index and stops after
 #: limit + 1 ids. Private messages: the newest limit + 1 conversations changed after the
 #: cursor (conversations_by_recency; the newest limit + 1 private messages lie in those, as
-#: each of their last messages is newer than any message of a conversation left out), then
-#: messages_by_pair once per conversation (there is no index of messages by recipient or by
-#: sender: each would cost every stored message one more index entry). Group messages:
+#: each of their last messages is newer than any message of a conversation left out, and when
+#: there are limit + 1 of them none is older than the oldest of those last messages), then
+#: messages_by_pair once per conversation from that floor (the rows read are at most the
+#: user's private messages since the floor; the replay needs no index of messages by
+#: recipient or by sender, each of which costs every stored message an entry). Group messages:
 #: messages_by_group once per group the user is an accepted member of (a LATERAL per group:
 #: PostgreSQL would otherwise walk the primary key, filtering). Sizes are read for the chosen
 #: ids only.
@@ -154,13 +156,16 @@ REPLAY_MESSAGES_SQL = """
 SELECT id, octet_length(content) FROM messages WHERE id IN (
     SELECT id FROM (
         (SELECT p.id FROM (
-            SELECT peer_id FROM conversations
+            SELECT peer_id, min(last_message_id) OVER () AS oldest, count(*) OVER () AS found
+            FROM (SELECT peer_id, last_message_id FROM conversations
                 WHERE user_id = %(user)s AND last_message_id > %(since)s
-                ORDER BY last_message_id DESC LIMIT %(n)s) AS c
+                ORDER BY last_message_id DESC LIMIT %(n)s) AS top) AS c
             CROSS JOIN LATERAL (
                 SELECT id FROM messages
                 WHERE kind = 'private' AND peer_lo = least(%(user)s, c.peer_id)
-                    AND peer_hi = greatest(%(user)s, c.peer_id) AND id > %(since)s
+                    AND peer_hi = greatest(%(user)s, c.peer_id)
+                    AND id > CASE WHEN c.found = %(n)s THEN greatest(%(since)s, c.oldest - 1)
+                                  ELSE %(since)s END
                 ORDER BY id DESC LIMIT %(n)s) AS p
             ORDER BY p.id DESC LIMIT %(n)s)
         UNION

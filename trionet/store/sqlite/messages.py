@@ -132,16 +132,21 @@ _VISIBLE = ("(kind = 'private' AND (recipient_id = ? OR sender_id = ?)) OR (kind
 #: messages by recipient and one by sender (each stored message would otherwise dirty one more
 #: page of each: they were half the cost of a commit). The newest limit + 1 private messages
 #: of a user lie in at most limit + 1 conversations, those with the newest last messages
-#: (each of those last messages is newer than any message of a conversation left out), so
-#: the plan takes the newest limit + 1 conversations changed after ``since``
-#: (conversations_by_recency) and the newest limit + 1 messages after ``since`` of each
-#: (messages_by_pair, backwards). Parameters: user, since, n, user, user, since, n, n.
+#: (each of those last messages is newer than any message of a conversation left out), and
+#: when there are that many, none is older than the oldest of those last messages (they are
+#: limit + 1 distinct messages of the user). So the plan takes the newest limit + 1
+#: conversations changed after ``since`` (conversations_by_recency), then the newest limit + 1
+#: messages of each after ``since`` and not before that floor (messages_by_pair, backwards):
+#: the rows read are at most the user's private messages since the floor, and at most
+#: (limit + 1) squared. Parameters: user, since, n, n, user, user, since, n, n.
 _REPLAY_PRIVATE = (
-    "SELECT * FROM (SELECT m.id FROM (SELECT peer_id FROM conversations"
-    " WHERE user_id = ? AND last_message_id > ? ORDER BY last_message_id DESC LIMIT ?) AS c,"
-    " messages AS m WHERE m.id IN (SELECT id FROM messages WHERE kind = 'private'"
-    " AND peer_lo = min(?, c.peer_id) AND peer_hi = max(?, c.peer_id) AND id > ?"
-    " ORDER BY id DESC LIMIT ?) ORDER BY m.id DESC LIMIT ?)"
+    "SELECT * FROM (WITH c AS (SELECT peer_id, last_message_id FROM conversations"
+    " WHERE user_id = ? AND last_message_id > ? ORDER BY last_message_id DESC LIMIT ?),"
+    " f AS (SELECT CASE WHEN count(*) = ? THEN min(last_message_id) ELSE 0 END AS floor"
+    " FROM c)"
+    " SELECT m.id FROM c, f, messages AS m WHERE m.id IN (SELECT id FROM messages"
+    " WHERE kind = 'private' AND peer_lo = min(?, c.peer_id) AND peer_hi = max(?, c.peer_id)"
+    " AND id > max(?, f.floor - 1) ORDER BY id DESC LIMIT ?) ORDER BY m.id DESC LIMIT ?)"
 )
 
 
@@ -167,7 +172,7 @@ def replay_sizes(
     n = limit + 1
     msgs = [
         (int(r[0]), int(r[1]))
-        for r in conn.execute(sql, (user_id, since, n, user_id, user_id, since, n, n,
+        for r in conn.execute(sql, (user_id, since, n, n, user_id, user_id, since, n, n,
                                     since, user_id, n, n))
     ]
     notes: list[tuple[int, int]] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import trio
 
 from trionet.testing import TestServer, TestUser, running_cluster
@@ -248,3 +250,36 @@ async def test_the_server_api_replacing_members_on_one_node_reroutes_the_other()
                 await say("two")
                 assert (await TestServer.receive_json(wc))["content"] == "two"
                 await quiet(wb)  # bob is out: nothing reaches him any more
+
+
+async def test_a_connection_opens_only_once_every_node_can_reach_it() -> None:
+    """The handshake is answered once this node's hold on the user is recorded in Redis, so
+    a message sent right after the client sees its socket open reaches it from another node.
+    Here recording the hold takes 0.5 s; the socket used to open at once, and the message,
+    routed before the hold was recorded, reached no node."""
+    async with running_cluster(2) as (one, two), trio.open_nursery() as nursery:
+        alice, bob = await one.create_user("alice"), await one.create_user("bob")
+        backplane: Any = two.services.backplane
+        put = backplane._put
+
+        async def later(op: Any) -> None:
+            await trio.sleep(0.5)
+            put(op)
+
+        def slow_join(op: Any) -> None:
+            if op.kind == "join":
+                nursery.start_soon(later, op)
+            else:
+                put(op)
+
+        backplane._put = slow_join
+        with trio.fail_after(20):
+            async with one.connect(alice) as wa:
+                opened = trio.current_time()
+                async with two.connect(bob) as wb:
+                    assert trio.current_time() - opened >= 0.5
+                    await TestServer.send_json(wa, {"type": "private", "to": bob.id,
+                                                    "content": "right away"})
+                    got = await TestServer.receive_json(wb)
+                    assert got["content"] == "right away"
+        nursery.cancel_scope.cancel()

@@ -106,15 +106,20 @@ class WebSocketEndpoint:
             refuse_extensions(send)
             if direct is not None and DIRECT_READS:
                 direct.take_reads(svc.settings.max_message_bytes)
-            await send({"type": "websocket.accept"})
             transport: Transport = direct or AsgiTransport(receive, send)
             if direct is not None:
                 svc.metrics.direct_connections.inc()
+
+            async def accept() -> None:
+                await send({"type": "websocket.accept"})
+
             try:
+                # the handshake is answered once the connection can be reached from every
+                # node (see serve_connection)
                 await serve_connection(svc, transport, identity,
                                        coalesce=coalesce, since=since,
                                        since_notification=since_notification
-                                       if since is not None else None)
+                                       if since is not None else None, accept=accept)
             finally:
                 if direct is not None:
                     svc.metrics.direct_connections.dec()

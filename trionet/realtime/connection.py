@@ -8,7 +8,7 @@ socket. When either ends the other is cancelled, and the connection is unregiste
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import trio
@@ -437,8 +437,15 @@ async def serve_connection(
     coalesce: bool = False,
     since: int | None = None,
     since_notification: int | None = None,
+    accept: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Run one accepted connection until either side ends it.
+    """Run one connection until either side ends it.
+
+    ``accept`` (answering the handshake) is called once the connection is registered for live
+    delivery here and, on several nodes, once this node's hold on the user is recorded in
+    Redis: whatever is sent to the user after the client sees the connection open reaches it
+    from any node. (The first connection of a user on a node waits one round trip to Redis
+    for that, at most ``JOIN_WAIT_SECONDS`` while Redis is unreachable.)
 
     With ``since``, the connection first replays what the client missed (see
     ``docs/protocol.md``, Resume); it is registered for live delivery before the replay query,
@@ -457,6 +464,9 @@ async def serve_connection(
     services.registry.register(conn)
     services.open_handlers += 1
     try:
+        if accept is not None:
+            await services.backplane.joined(identity.user_id)
+            await accept()
         async with trio.open_nursery() as nursery:
 
             async def run_writer() -> None:

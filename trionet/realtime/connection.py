@@ -312,9 +312,9 @@ class _Session:
         persister = svc.persister
         user_id = self.conn.user_id
         limit = self.settings.replay_limit
-        # whatever another node routes from now on reaches this connection: the replay below
-        # then covers everything before it
-        await svc.backplane.joined(user_id)
+        # serve_connection waited for this node's hold on the user to be recorded before the
+        # handshake: whatever another node routes from then on reaches this connection, and
+        # the replay below covers everything before it
         lookback = svc.resume_lookback
         message_sizes, notification_sizes = await persister.replay_sizes(
             user_id, since=looked_back(since, lookback) or 0,
@@ -437,7 +437,7 @@ async def serve_connection(
     coalesce: bool = False,
     since: int | None = None,
     since_notification: int | None = None,
-    accept: Callable[[], Awaitable[None]] | None = None,
+    accept: Callable[[], Awaitable[None]],
 ) -> None:
     """Run one connection until either side ends it.
 
@@ -464,9 +464,8 @@ async def serve_connection(
     services.registry.register(conn)
     services.open_handlers += 1
     try:
-        if accept is not None:
-            await services.backplane.joined(identity.user_id)
-            await accept()
+        await services.backplane.joined(identity.user_id)
+        await accept()
         async with trio.open_nursery() as nursery:
 
             async def run_writer() -> None:

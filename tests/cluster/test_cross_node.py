@@ -283,3 +283,29 @@ async def test_a_connection_opens_only_once_every_node_can_reach_it() -> None:
                     got = await TestServer.receive_json(wb)
                     assert got["content"] == "right away"
         nursery.cancel_scope.cancel()
+
+
+async def test_a_read_on_one_node_reaches_the_peer_and_the_readers_tabs_on_the_other() -> None:
+    async with running_cluster(2) as (one, two):
+        alice, bob = await one.create_user("alice"), await one.create_user("bob")
+        with trio.fail_after(20):
+            async with one.connect(alice) as wa, two.connect(bob) as b2, \
+                    one.connect(bob) as b1:
+                await TestServer.send_json(wa, {"type": "private", "to": bob.id,
+                                                "content": "read me", "client_id": "m"})
+                mid = (await TestServer.receive_json(b2))["id"]
+                await TestServer.receive_json(b1)
+                await TestServer.receive_json(wa)  # the ack
+                await TestServer.send_json(b2, {"type": "read", "to": alice.id, "up_to": mid,
+                                                "client_id": "r"})
+                ack = await TestServer.receive_json(b2)
+                assert ack["type"] == "ack" and ack["last_read_id"] == mid
+                receipt = {"type": "read", "from": bob.id, "to": alice.id, "up_to": mid,
+                           "timestamp": ack["timestamp"]}
+                assert await TestServer.receive_json(wa) == receipt
+                assert await TestServer.receive_json(b1) == receipt
+                for ws in (wa, b1, b2):
+                    await quiet(ws, 0.2)
+            async with two.http(alice) as client:
+                (item,) = (await client.get("/api/conversations")).json()["conversations"]
+                assert item["peer_read_id"] == mid and item["unread_count"] == 0

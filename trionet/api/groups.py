@@ -117,9 +117,14 @@ async def create() -> Response:
 
 @bp.get("/api/groups")
 async def list_groups() -> Response:
-    """The caller's groups and pending invites."""
+    """The caller's groups, each with the caller's read marker and unread count, and their
+    pending invites."""
     identity = await current_identity()
-    mine, invites = await services().store.groups_of(identity.user_id)
+    store = services().store
+    mine, invites = await store.groups_of(identity.user_id)
+    states = await store.group_read_states(identity.user_id, [int(g["id"]) for g in mine])
+    for group in mine:
+        group["last_read_id"], group["unread_count"] = states.get(int(group["id"]), (None, 0))
     return json_response({"groups": mine, "invites": invites})
 
 

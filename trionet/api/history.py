@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import msgspec
 from quart import Blueprint, Response, request
 
-from ..core.errors import ApiError, ErrorCode
+from ..core.errors import ApiError, ErrorCode, FrameError
 from ..core.frames import message_frame
-from .common import current_identity, int_param, json_response, services
+from ..realtime.receipts import mark_read
+from .common import current_identity, int_param, json_body, json_response, services
 from .paging import MAX_ID, page_params
 
 __all__ = ["bp"]
@@ -65,7 +69,42 @@ async def conversation_list() -> Response:
     rows, has_more = page.cut(found)
     items = [
         {"user": {"id": c.peer_id, "username": c.peer_username},
-         "last_message": message_frame(c.last_message)}
+         "last_message": message_frame(c.last_message), "unread_count": c.unread_count,
+         "last_read_id": c.last_read_id, "peer_read_id": c.peer_read_id}
         for c in rows
     ]
     return json_response({"conversations": items, "has_more": has_more})
+
+
+Id = Annotated[int, msgspec.Meta(gt=0, le=MAX_ID)]
+
+#: HTTP statuses of the refusals of a read (the WebSocket answers the same codes)
+_READ_STATUS = {ErrorCode.INVALID_MESSAGE: 400, ErrorCode.UNKNOWN_USER: 404,
+                ErrorCode.NOT_MEMBER: 403, ErrorCode.NOT_FOUND: 404}
+
+
+class ReadBody(msgspec.Struct, forbid_unknown_fields=True):
+    up_to: Id
+    user: Id | None = None
+    group: Id | None = None
+
+
+@bp.post("/api/conversations/read")
+async def conversation_read() -> Response:
+    """Move the caller's read marker in a private conversation (``user``) or a group
+    (``group``) forward to message ``up_to``; answers the marker and the unread count.
+
+    The peer's connections get a ``read`` frame (the read receipt), and so do the caller's
+    own connections (a group read: the caller's only). A smaller ``up_to`` changes nothing.
+    """
+    identity = await current_identity()
+    body = await json_body(ReadBody)
+    assert body is not None
+    try:
+        state, _ = await mark_read(services(), identity.user_id, to=body.user,
+                                   group_id=body.group, up_to=body.up_to)
+    except FrameError as exc:
+        code = ErrorCode.BAD_REQUEST if exc.code is ErrorCode.INVALID_MESSAGE else exc.code
+        raise ApiError(_READ_STATUS[exc.code], code, exc.message) from None
+    return json_response({"last_read_id": state.last_read_id,
+                          "unread_count": state.unread_count})

@@ -50,10 +50,11 @@ class ErrorCode(enum.StrEnum):
     CLIENT_ID_REUSED = "client_id_reused"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
+    #: no such record (a ``read`` naming a message of another conversation; HTTP 404)
+    NOT_FOUND = "not_found"
     # HTTP-only codes
     BAD_REQUEST = "bad_request"
     UNAUTHORIZED = "unauthorized"
-    NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"

@@ -18,6 +18,7 @@ __all__ = [
     "decode_client_frame",
     "encode",
     "encode_ack",
+    "encode_read_ack",
     "encode_error",
 ]
 
@@ -87,6 +88,14 @@ def encode(frame: dict[str, Any]) -> bytes:
 
 def encode_error(code: str, message: str, client_id: str | None = None) -> bytes:
     return encode({"type": "error", "code": code, "message": message, "client_id": client_id})
+
+
+def encode_read_ack(client_id: str, timestamp: str, last_read_id: int,
+                    unread_count: int) -> bytes:
+    """The ack of a ``read`` frame: the marker after it and the messages still unread."""
+    return encode({"type": "ack", "client_id": client_id, "id": None, "timestamp": timestamp,
+                   "persisted": True, "last_read_id": last_read_id,
+                   "unread_count": unread_count})
 
 
 def encode_ack(client_id: str, id_: int | None, timestamp: str, persisted: bool) -> bytes:

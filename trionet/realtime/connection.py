@@ -27,9 +27,11 @@ from ..core.routing import ConnRef, Target
 from ..interfaces import Identity, MessagePersister, MessageRecord
 from ..metrics import Metrics
 from ..settings import Settings
+from ..store import Store
 from .committer import GroupCommitter, Pending
 from .membership import MembershipCache
-from .messagetypes import MessageType, MessageTypes
+from .messagetypes import MAX_ID, MessageType, MessageTypes, ReadIn
+from .receipts import mark_read, read_frame
 from .registry import JOIN_MAX, Conn, Outgoing, Registry
 from .routequeue import RouteQueue
 
@@ -84,6 +86,7 @@ class ConnectionServices(Protocol):
     metrics: Metrics
     message_types: MessageTypes
     persister: MessagePersister
+    store: Store
     recent_sends: RecentSends[Pending]
     backplane: Backplane
     #: seconds before ``since`` a replay starts (see trionet.core.resume.looked_back)
@@ -179,6 +182,9 @@ class _Session:
             self.registry.reply(self.conn, protocol.encode({"type": "pong",
                                                            "client_id": frame.client_id}))
             return
+        if name == "read":
+            await self._read(frame)
+            return
         mtype = types.by_name[name]
         self.services.metrics.frames_in.labels(name).inc()
         if mtype.rate is not None:
@@ -212,6 +218,19 @@ class _Session:
         await self.services.routes.send([Delivery(route.target, protocol.encode(out), name)])
         if client_id is not None:
             self.registry.reply(self.conn, protocol.encode_ack(client_id, None, ts, False))
+
+    async def _read(self, frame: ReadIn) -> None:
+        self.services.metrics.frames_in.labels("read").inc()
+        group_id = None if frame.group_id is None else int(frame.group_id)
+        if group_id is not None and not 0 < group_id <= MAX_ID:
+            raise FrameError(ErrorCode.INVALID_MESSAGE, "`group_id` must be an id below 2**53",
+                             frame.client_id)
+        state, at = await mark_read(self.services, self.conn.user_id, to=frame.to,
+                                    group_id=group_id, up_to=frame.up_to, origin=self.conn.ref,
+                                    client_id=frame.client_id)
+        if frame.client_id is not None:
+            self.registry.reply(self.conn, protocol.encode_read_ack(
+                frame.client_id, at, state.last_read_id, state.unread_count))
 
     def _take_type_token(self, mtype: MessageType, frame: Any) -> None:
         buckets = self.type_buckets
@@ -346,6 +365,11 @@ class _Session:
             head = []
             del messages, notifications, frames  # only the encoded page waits for the socket
             await self._write_replay(out)
+        # the read markers that moved since (state, not events: replaying one twice is
+        # harmless, so the look-back cursor serves here too)
+        markers = await svc.store.read_markers_since(
+            user_id, looked_back(since, lookback) or 0, limit)
+        head += [protocol.encode(read_frame(marker)) for marker in markers]
         synced: dict[str, object] = {"type": "synced", "last_id": last_id}
         if since_notification is not None:
             synced["last_notification_id"] = last_note

@@ -96,6 +96,15 @@ class PingIn(Frame, tag="ping"):
     pass
 
 
+class ReadIn(Frame, tag="read"):
+    """A read marker moved (trionet.realtime.receipts): exactly one of ``to`` and
+    ``group_id``."""
+
+    up_to: UserId
+    to: UserId | None = None
+    group_id: GroupId | None = None
+
+
 class NotificationIn(msgspec.Struct, tag_field="type", tag="notification"):
     """Decoded only to be refused with ``forbidden``: notifications come from the server."""
 
@@ -257,7 +266,8 @@ NOTIFICATION = MessageType(NotificationIn,
 
 #: the four types of the protocol, declared like any other
 BUILTIN_TYPES: tuple[MessageType, ...] = (PRIVATE, GROUP, BROADCAST, NOTIFICATION)
-_RESERVED_NAMES = frozenset({"ping", "pong", "ack", "error", "synced", "sync_gap", "presence"})
+_RESERVED_NAMES = frozenset({"ping", "pong", "ack", "error", "synced", "sync_gap", "presence",
+                             "read"})
 
 
 class MessageTypes:
@@ -273,7 +283,7 @@ class MessageTypes:
                 if "to" not in fields and "group_id" not in fields:
                     raise ValueError(f"persisted type {mtype.name!r} needs a `to` or `group_id`")
             self.by_name[mtype.name] = mtype
-        schemas = tuple(m.schema for m in types) + (PingIn,)
+        schemas = tuple(m.schema for m in types) + (PingIn, ReadIn)
         self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             typing.Union[schemas]  # noqa: UP007
         )

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from ..interfaces import MessagePersister, MessageRecord, NotificationRecord
-from .records import Conversation, LeaveOutcome, UserRecord
+from .records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 
 __all__ = [
     "AccountStore",
@@ -25,6 +25,7 @@ __all__ = [
     "InlineSaver",
     "MessageStore",
     "NotificationStore",
+    "ReceiptStore",
     "Store",
 ]
 
@@ -129,7 +130,8 @@ class MessageStore(MessagePersister, Protocol):
 
     async def conversation_page(self, user_id: int, *, limit: int, offset: int,
                                 before_id: int | None = None) -> list[Conversation]:
-        """The user's private conversations, most recent first."""
+        """The user's private conversations, most recent first, with both read markers and
+        the unread count."""
         ...
 
     async def related_users(self, user_id: int, *, wanted: Callable[[int], bool],
@@ -166,6 +168,31 @@ class NotificationStore(Protocol):
         ...
 
 
+class ReceiptStore(Protocol):
+    """Read markers: how far each user has read each private conversation and group."""
+
+    async def mark_conversation_read(self, user_id: int, kind: str, target_id: int,
+                                     up_to: int, *, event_id: int, at: str) -> ReadState:
+        """Move the user's marker in a conversation (``kind`` "private" with the peer's id as
+        ``target_id``, or "group") forward to ``up_to`` (a smaller one changes nothing); the
+        move is recorded under ``event_id``. Raises
+        :class:`~trionet.store.records.NotInConversation` when ``up_to`` is not a message of
+        that conversation."""
+        ...
+
+    async def group_read_states(self, user_id: int,
+                                group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
+        """Per group: (the user's marker or None, the others' messages above it)."""
+        ...
+
+    async def read_markers_since(self, user_id: int, since: int,
+                                 limit: int) -> list[ReadMarker]:
+        """The markers moved after ``since`` (by ``event_id``) that the user's connections
+        show: their own and their peers' in their private conversations; the newest
+        ``limit``, oldest first."""
+        ...
+
+
 @runtime_checkable
 class InlineSaver(Protocol):
     """A persister that can sometimes commit right away on the event loop (SQLite)."""
@@ -178,7 +205,7 @@ class InlineSaver(Protocol):
         ...
 
 
-class Store(AccountStore, GroupStore, MessageStore, NotificationStore, Protocol):
+class Store(AccountStore, GroupStore, MessageStore, NotificationStore, ReceiptStore, Protocol):
     """Everything trionet keeps. Open one with :func:`trionet.store.open_store`."""
 
     #: "sqlite" or "postgresql"

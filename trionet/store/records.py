@@ -17,6 +17,9 @@ __all__ = [
     "MESSAGE_COLUMNS",
     "Conversation",
     "Duplicates",
+    "NotInConversation",
+    "ReadMarker",
+    "ReadState",
     "GroupRefused",
     "LeaveOutcome",
     "PasswordAccount",
@@ -97,6 +100,41 @@ class Conversation:
     peer_id: int
     peer_username: str | None
     last_message: MessageRecord
+    #: the user's read marker in it (None before their first read)
+    last_read_id: int | None = None
+    #: the peer's read marker in it (None before the peer's first read)
+    peer_read_id: int | None = None
+    #: the peer's messages newer than the user's marker
+    unread_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMarker:
+    """How far a user has read one conversation. ``kind`` is "private" (``target_id`` is the
+    peer) or "group" (the group); ``event_id`` is the id allocated when it last moved (ids
+    share one sequence with messages, so a replay from a cursor finds the markers that moved
+    after it)."""
+
+    reader_id: int
+    kind: str
+    target_id: int
+    up_to: int
+    event_id: int
+    updated_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """A user's marker in a conversation after a read, the unread messages left after it,
+    and whether this read moved it (markers only move forward)."""
+
+    last_read_id: int
+    unread_count: int
+    moved: bool
+
+
+class NotInConversation(LookupError):
+    """The message a read names is not a message of that conversation."""
 
 
 #: the columns of ``messages`` that :func:`row_to_message` reads, in its order (every store

@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...interfaces import MessageRecord, NotificationRecord
-from ..records import Conversation, LeaveOutcome, UserRecord
+from .. import receipts
+from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Conn, Database
 
@@ -22,6 +23,28 @@ __all__ = ["PostgresStore"]
 
 def _ping(conn: Conn) -> None:
     conn.execute("SELECT 1 FROM users LIMIT 1").fetchall()
+
+
+def _conversation_page(conn: Conn, user_id: int, *, limit: int, offset: int,
+                       before_id: int | None) -> list[Conversation]:
+    page = conversations.conversation_page(conn, user_id, limit=limit, offset=offset,
+                                           before_id=before_id)
+    return receipts.with_read_states(receipts.QmarkConnection(conn), user_id, page)
+
+
+def _mark_read(conn: Conn, user_id: int, kind: str, target_id: int, up_to: int,
+               event_id: int, at: str) -> ReadState:
+    return receipts.mark_read(receipts.QmarkConnection(conn), user_id, kind, target_id, up_to,
+                              event_id, at)
+
+
+def _group_read_states(conn: Conn, user_id: int,
+                       group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
+    return receipts.group_read_states(receipts.QmarkConnection(conn), user_id, group_ids)
+
+
+def _markers_since(conn: Conn, user_id: int, since: int, limit: int) -> list[ReadMarker]:
+    return receipts.markers_since(receipts.QmarkConnection(conn), user_id, since, limit)
 
 
 class PostgresStore:
@@ -174,13 +197,29 @@ class PostgresStore:
 
     async def conversation_page(self, user_id: int, *, limit: int, offset: int,
                                 before_id: int | None = None) -> list[Conversation]:
-        return await self.db.read(conversations.conversation_page, user_id, limit=limit,
-                                  offset=offset, before_id=before_id)
+        return await self.db.read(_conversation_page, user_id, limit=limit, offset=offset,
+                                  before_id=before_id)
 
     async def related_users(self, user_id: int, *, wanted: Callable[[int], bool],
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- read markers ---------------------------------------------------------------------
+
+    async def mark_conversation_read(self, user_id: int, kind: str, target_id: int,
+                                     up_to: int, *, event_id: int, at: str) -> ReadState:
+        return await self.db.write(_mark_read, user_id, kind, target_id, up_to, event_id, at)
+
+    async def group_read_states(self, user_id: int,
+                                group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
+        if not group_ids:
+            return {}
+        return await self.db.read(_group_read_states, user_id, group_ids)
+
+    async def read_markers_since(self, user_id: int, since: int,
+                                 limit: int) -> list[ReadMarker]:
+        return await self.db.read(_markers_since, user_id, since, limit)
 
     # -- notifications --------------------------------------------------------------------
 

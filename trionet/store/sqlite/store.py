@@ -14,7 +14,8 @@ import trio
 
 from ...core.errors import StoreUnavailable
 from ...interfaces import MessageRecord, NotificationRecord
-from ..records import Conversation, LeaveOutcome, UserRecord
+from .. import receipts
+from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Database
 
@@ -66,6 +67,29 @@ def _create_user(conn: sqlite3.Connection, username: str, password_hash: str | N
     found = _user(accounts.get_user(conn, int(created["id"])))
     assert found is not None
     return found
+
+
+def _conversation_page(conn: sqlite3.Connection, user_id: int, *, limit: int, offset: int,
+                       before_id: int | None) -> list[Conversation]:
+    page = conversations.conversation_page(conn, user_id, limit=limit, offset=offset,
+                                           before_id=before_id)
+    return receipts.with_read_states(conn, user_id, page)
+
+
+def _mark_read(conn: sqlite3.Connection, user_id: int, kind: str, target_id: int, up_to: int,
+               event_id: int, at: str) -> ReadState:
+    return receipts.mark_read(conn, user_id, kind, target_id, up_to, event_id, at)
+
+
+def _group_read_states(conn: sqlite3.Connection, user_id: int,
+                       group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
+    return receipts.group_read_states(conn, user_id, group_ids)
+
+
+def _markers_since(conn: sqlite3.Connection, user_id: int, since: int,
+                   limit: int) -> list[ReadMarker]:
+    return receipts.markers_since(conn, user_id, since, limit)
+
 
 #: most records a batch may hold to be committed on the event loop (about 2.5 ms of it)
 INLINE_MAX_ROWS = 200
@@ -236,13 +260,29 @@ class SqliteStore:
 
     async def conversation_page(self, user_id: int, *, limit: int, offset: int,
                                 before_id: int | None = None) -> list[Conversation]:
-        return await self.db.read(conversations.conversation_page, user_id, limit=limit,
-                                  offset=offset, before_id=before_id)
+        return await self.db.read(_conversation_page, user_id, limit=limit, offset=offset,
+                                  before_id=before_id)
 
     async def related_users(self, user_id: int, *, wanted: Callable[[int], bool],
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- read markers ---------------------------------------------------------------------
+
+    async def mark_conversation_read(self, user_id: int, kind: str, target_id: int,
+                                     up_to: int, *, event_id: int, at: str) -> ReadState:
+        return await self.db.write(_mark_read, user_id, kind, target_id, up_to, event_id, at)
+
+    async def group_read_states(self, user_id: int,
+                                group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
+        if not group_ids:
+            return {}
+        return await self.db.read(_group_read_states, user_id, group_ids)
+
+    async def read_markers_since(self, user_id: int, since: int,
+                                 limit: int) -> list[ReadMarker]:
+        return await self.db.read(_markers_since, user_id, since, limit)
 
     # -- notifications --------------------------------------------------------------------
 

@@ -577,6 +577,104 @@ async def test_typing_shows_on_the_other_page() -> None:
             await trio.to_thread.run_sync(typing_scenario, server.url, alice, bob)
 
 
+# -- unread counts and read receipts --------------------------------------------------------
+
+
+def receipts_scenario(url: str, alice: TestUser, bob: TestUser, shots: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    problems = Problems()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            # bob, with two tabs on the page and no conversation open: the server's counts
+            context = browser.new_context(viewport={"width": 1040, "height": 660})
+            context.add_cookies([{"name": "trionet_session", "value": bob.token, "url": url}])
+            tabs = [context.new_page() for _ in range(2)]
+            for tab in tabs:
+                tab.set_default_timeout(5_000)
+                problems.watch(tab)
+                tab.goto(f"{url}/")
+            one, two = tabs
+
+            def badge(tab: Page, section: str, name: str) -> Any:
+                return tab.locator(f"#{section}-list a", has_text=name).locator(".badge")
+
+            for tab in tabs:
+                expect(badge(tab, "people", "alice")).to_have_text("3")
+                expect(badge(tab, "group", "Readers")).to_have_text("2")
+            one.reload()  # counts are the server's: a reload keeps them
+            expect(badge(one, "people", "alice")).to_have_text("3")
+            expect(badge(one, "group", "Readers")).to_have_text("2")
+
+            at_alice = open_as(browser, url, alice, bob, problems)
+            expect(texts(at_alice)).to_have_count(3)
+            expect(at_alice.locator("#messages .seen")).to_have_count(0)
+
+            # bob reads the chat in one tab: the badge goes in both, alice sees "Seen"
+            one.locator("#people-list a", has_text="alice").click()
+            expect(texts(one)).to_have_count(3)
+            expect(badge(one, "people", "alice")).to_have_count(0)
+            expect(badge(two, "people", "alice")).to_have_count(0)
+            seen = at_alice.locator("#messages .msg.mine", has=at_alice.locator(".seen"))
+            expect(seen.locator(".text")).to_have_text(["Third, and last"])
+            # the group, read in the other tab
+            two.locator("#group-list a", has_text="Readers").click()
+            expect(texts(two)).to_have_count(2)
+            expect(badge(one, "group", "Readers")).to_have_count(0)
+
+            # live: a message to the open chat is read at once, and "Seen" moves to it
+            say(at_alice, "Are you there?")
+            expect(once(one, "Are you there?")).to_have_count(1)
+            expect(seen.locator(".text")).to_have_text(["Are you there?"])
+            expect(badge(two, "people", "alice")).to_have_count(0)
+            say(one, "Yes!")
+            expect(once(at_alice, "Yes!")).to_have_count(1)
+            expect(seen.locator(".text")).to_have_text(["Are you there?"])
+            # after a reload, alice's "Seen" comes from the server (peer_read_id)
+            at_alice.reload()
+            expect(texts(at_alice)).to_have_count(5)
+            expect(seen.locator(".text")).to_have_text(["Are you there?"])
+            at_alice.screenshot(path=str(shots / "receipts-alice.png"))
+            # a message to a chat bob does not have open counts in his other tab
+            two.locator("#group-list a", has_text="Readers").click()
+            one.goto(f"{url}/#/group/{two.evaluate('location.hash').split('/')[-1]}")
+            say(at_alice, "One more thing")
+            expect(badge(two, "people", "alice")).to_have_text("1")
+            expect(badge(one, "people", "alice")).to_have_text("1")
+            two.screenshot(path=str(shots / "receipts-bob.png"))
+            problems.assert_none(one, two, at_alice)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_unread_badges_follow_the_servers_counts_and_seen_follows_the_peers_reads(
+    tmp_path: Path
+) -> None:
+    pytest.importorskip("playwright.sync_api")
+    async with running_server(port=free_port()) as server:
+        alice, bob = await server.create_user("alice"), await server.create_user("bob")
+        group = await server.create_group("Readers", alice, [bob])
+        with trio.fail_after(60):
+            async with server.connect(alice) as ws:
+                frames = [{"type": "private", "to": bob.id, "content": text}
+                          for text in ("First", "Second", "Third, and last")]
+                frames += [{"type": "group", "group_id": group, "content": text}
+                           for text in ("Group one", "Group two")]
+                for i, frame in enumerate(frames):
+                    await server.send_json(ws, {**frame, "client_id": str(i)})
+                    assert (await server.receive_json(ws))["type"] == "ack"
+            # outside the seconds a page's first replay covers (app.js), so only the
+            # server's counts can show them
+            await trio.sleep(3.2)
+            await trio.to_thread.run_sync(receipts_scenario, server.url, alice, bob, tmp_path)
+    if os.environ.get("TRIONET_SCREENSHOTS"):
+        for name in ("receipts-alice.png", "receipts-bob.png"):
+            shutil.copy(tmp_path / name, ROOT / "docs" / "images" / name)
+
+
 # -- bidirectional text stays inside its own element --------------------------------------------
 
 RLO_TEXT = "hi \u202eevil.example/reset\u202c bye"

@@ -66,6 +66,10 @@ async function start(me) {
       case "typing":
         pane.onTyping(frame);
         break;
+      case "read":
+        sidebar.onRead(frame);
+        pane.onRead(frame);
+        break;
       case "broadcast":
         notices.onBroadcast(frame);
         break;
@@ -96,6 +100,7 @@ async function start(me) {
       refreshOnline([...sidebar.people.keys()]);
     }
     if (gap) pane.reload();
+    else pane.markRead(); // a read the socket could not send while it was down
     gap = false;
   });
   socket.addEventListener("state", ({ detail }) => showConnection(detail));

@@ -3,6 +3,9 @@
 // replayed messages are inserted in id order, each id once; my own messages show "sending…"
 // until their ack and "sent" after; "typing…" shows for a few seconds when the other side
 // types, and my typing is sent at most every 2 s. In a group, the header has an invite form.
+// While the page is visible, what the open conversation shows is marked read (a "read"
+// frame up to its newest message); in a private chat, "Seen" stands under the last of my
+// messages the other side has read.
 
 import { get, post, query } from "./api.js";
 import { byId, el, flash, shortTime } from "./dom.js";
@@ -25,6 +28,7 @@ export class Conversation {
     this.typers = new Map(); // user id -> timer
     this.typingSentAt = 0;
     this.typingSupported = true; // until the server answers unknown_type
+    this.readSent = new Map(); // conversation key -> the last up_to this page sent
     this.list = byId("messages");
     this.input = byId("composer-input");
     this.status = byId("pane-status");
@@ -44,6 +48,7 @@ export class Conversation {
     this.input.addEventListener("input", () => this.typed());
     byId("invite-form").addEventListener("submit", (e) => this.invite(e));
     document.addEventListener("presence-changed", () => this.paintPresence());
+    document.addEventListener("visibilitychange", () => this.markRead());
   }
 
   get key() {
@@ -79,6 +84,7 @@ export class Conversation {
     }
     await this.loadPage(null);
     if (this.key === `${target.kind}:${target.id}`) this.input.focus();
+    this.markRead();
   }
 
   /** Drop what is shown and load the newest page again (after a sync gap). */
@@ -130,6 +136,7 @@ export class Conversation {
     for (const message of data.messages) this.showMessage(message);
     if (beforeId === null) this.scrollToEnd();
     else this.list.scrollTop = this.list.scrollHeight - fromBottom;
+    this.paintSeen();
     this.list.classList.add("loaded"); // an empty list now says so (style.css)
     // a short first page does not scroll: fetch more until it does or history ends
     if (this.hasMore && this.list.scrollHeight <= this.list.clientHeight) this.loadOlder();
@@ -148,6 +155,36 @@ export class Conversation {
     const atEnd = this.nearEnd();
     this.showMessage(frame);
     if (atEnd || frame.from === this.me.id) this.scrollToEnd();
+    this.paintSeen();
+    this.markRead();
+  }
+
+  /** Tell the server (and my other tabs) that I have read the open conversation so far. */
+  markRead() {
+    if (!this.target || document.visibilityState !== "visible") return;
+    const newest = [...this.ids].reduce((a, b) => Math.max(a, b), 0);
+    const key = this.key;
+    if (newest <= (this.readSent.get(key) ?? 0)) return;
+    const { kind, id } = this.target;
+    const sent = this.socket.sendEphemeral(kind === "group"
+      ? { type: "read", group_id: id, up_to: newest }
+      : { type: "read", to: id, up_to: newest });
+    if (sent) this.readSent.set(key, newest);
+  }
+
+  /** A "read" frame: the other side's receipt moves "Seen". */
+  onRead(frame) {
+    if (this.target?.kind === "user" && frame.from === this.target.id) this.paintSeen();
+  }
+
+  /** "Seen" under the last of my messages the other side of a private chat has read. */
+  paintSeen() {
+    for (const old of this.list.querySelectorAll(".seen")) old.remove();
+    if (this.target?.kind !== "user") return;
+    const upTo = this.sidebar.peerRead.get(this.target.id) ?? 0;
+    const mine = [...this.list.querySelectorAll(".msg.mine[data-id]")]
+      .filter((node) => Number(node.dataset.id) <= upTo);
+    if (mine.length) mine[mine.length - 1].append(el("p", { className: "seen" }, "Seen"));
   }
 
   /** Render one stored message (history, live or replay); each id once, in id order. */
@@ -214,6 +251,7 @@ export class Conversation {
     this.ids.add(ack.id);
     this.setState(node, "sent", ack.persisted);
     this.insert(node, ack.id);
+    this.paintSeen();
   }
 
   /** The server refused one of my messages. */

@@ -2,7 +2,9 @@
 // talk to (GET /api/conversations) with a live online dot and an unread count each, and the
 // forms to create a group and to open a chat with someone by username. It renders from the
 // HTTP API and is nudged by live frames; opening a conversation goes through location.hash
-// ("#/user/<id>", "#/group/<id>"), so reloads and the back button keep it.
+// ("#/user/<id>", "#/group/<id>"), so reloads and the back button keep it. Unread counts are
+// the server's (they survive a reload and follow reads in other tabs: a "read" frame of my
+// own makes the lists load again); it also keeps how far each peer has read ("seen").
 
 import { ApiError, get, post } from "./api.js";
 import { byId, el, flash } from "./dom.js";
@@ -20,7 +22,9 @@ export class Sidebar {
     this.invites = [];
     this.people = new Map(); // user id -> last message id (most recent first)
     this.unread = new Map(); // "user:2" / "group:1" -> count
+    this.peerRead = new Map(); // user id -> the id of the last message they have read
     this.active = null;
+    this.reloadTimer = null;
     this.error = byId("sidebar-error");
     byId("new-group-form").addEventListener("submit", (e) => this.createGroup(e));
     byId("new-chat-form").addEventListener("submit", (e) => this.openChat(e));
@@ -34,6 +38,7 @@ export class Sidebar {
     const data = await get("/api/groups");
     this.groups = new Map(data.groups.map((g) => [g.id, g]));
     this.invites = data.invites;
+    for (const g of data.groups) this.setUnread(`group:${g.id}`, g.unread_count);
     this.renderGroups();
     this.renderInvites();
   }
@@ -44,6 +49,8 @@ export class Sidebar {
       rememberUser(c.user);
       const known = this.people.get(c.user.id) ?? 0;
       this.people.set(c.user.id, Math.max(known, c.last_message.id));
+      this.setUnread(`user:${c.user.id}`, c.unread_count);
+      if (Number.isInteger(c.peer_read_id)) this.peerHasRead(c.user.id, c.peer_read_id);
     }
     this.renderPeople();
     await refreshOnline([...this.people.keys()]);
@@ -51,6 +58,29 @@ export class Sidebar {
 
   groupName(id) {
     return this.groups.get(id)?.name ?? `group ${id}`;
+  }
+
+  /** The server's unread count of a conversation (none while it is the open one). */
+  setUnread(key, count) {
+    if (count > 0 && key !== this.active) this.unread.set(key, count);
+    else this.unread.delete(key);
+  }
+
+  peerHasRead(userId, upTo) {
+    this.peerRead.set(userId, Math.max(this.peerRead.get(userId) ?? 0, upTo));
+  }
+
+  /**
+   * A "read" frame: mine (this or another tab read a conversation: load the server's counts
+   * again, once for a burst of them) or a peer's read receipt.
+   */
+  onRead(frame) {
+    if (frame.from === this.me.id) {
+      clearTimeout(this.reloadTimer);
+      this.reloadTimer = setTimeout(() => this.refresh().catch(() => {}), 150);
+    } else if (frame.to === this.me.id) {
+      this.peerHasRead(frame.from, frame.up_to);
+    }
   }
 
   /** Mark the open conversation ("user:2" / "group:1"); its unread count goes. */

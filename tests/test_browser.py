@@ -675,6 +675,68 @@ async def test_unread_badges_follow_the_servers_counts_and_seen_follows_the_peer
             shutil.copy(tmp_path / name, ROOT / "docs" / "images" / name)
 
 
+# -- edit and delete ---------------------------------------------------------------------------
+
+
+def changes_scenario(url: str, alice: TestUser, bob: TestUser, shots: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    problems = Problems()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            at_alice = open_as(browser, url, alice, bob, problems)
+            at_bob = open_as(browser, url, bob, alice, problems)
+            say(at_alice, "Meet at 5?")
+            say(at_alice, "I have a secret")
+            say(at_bob, "Fine by me")
+            expect(once(at_bob, "I have a secret")).to_have_count(1)
+            expect(once(at_alice, "Fine by me")).to_have_count(1)
+            # only my own messages can be changed
+            expect(at_alice.locator("#messages .msg.mine .actions")).to_have_count(2)
+            expect(at_alice.locator("#messages .msg.theirs .actions")).to_have_count(0)
+
+            mine = once(at_alice, "Meet at 5?")
+            mine.get_by_role("button", name="Edit").click()
+            box = at_alice.get_by_label("Edit message")
+            expect(box).to_have_value("Meet at 5?")
+            box.fill("Meet at 6?")
+            box.press("Enter")
+            expect(once(at_alice, "Meet at 6?").locator(".edited")).to_have_text("(edited)")
+            expect(once(at_bob, "Meet at 6?").locator(".edited")).to_have_text("(edited)")
+            expect(once(at_bob, "Meet at 5?")).to_have_count(0)
+
+            secret = once(at_alice, "I have a secret")
+            secret.get_by_role("button", name="Delete").click()
+            secret.get_by_role("button", name="Delete for everyone?").click()
+            for page in (at_alice, at_bob):
+                expect(page.locator("#messages .msg.deleted .text")).to_have_text(
+                    ["Message deleted"])
+                expect(once(page, "I have a secret")).to_have_count(0)
+            at_alice.screenshot(path=str(shots / "changes-alice.png"))
+            # history shows them as they are now
+            at_bob.reload()
+            expect(texts(at_bob)).to_have_text(["Meet at 6?", "Message deleted", "Fine by me"])
+            expect(at_bob.locator("#messages .msg .edited")).to_have_count(1)
+            problems.assert_none(at_alice, at_bob)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_my_messages_can_be_edited_and_deleted_and_the_other_side_sees_it(
+    tmp_path: Path
+) -> None:
+    pytest.importorskip("playwright.sync_api")
+    async with running_server(port=free_port()) as server:
+        alice, bob = await server.create_user("alice"), await server.create_user("bob")
+        with trio.fail_after(60):
+            await trio.to_thread.run_sync(changes_scenario, server.url, alice, bob, tmp_path)
+    if os.environ.get("TRIONET_SCREENSHOTS"):
+        shutil.copy(tmp_path / "changes-alice.png", ROOT / "docs" / "images" / "changes-alice.png")
+
+
 # -- bidirectional text stays inside its own element --------------------------------------------
 
 RLO_TEXT = "hi \u202eevil.example/reset\u202c bye"

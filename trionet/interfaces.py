@@ -59,6 +59,10 @@ class MessageRecord:
     #: an application-defined persisted type (see trionet.messagetypes); ``content`` then
     #: holds its payload as JSON. None for plain private and group messages.
     subtype: str | None = None
+    #: when its sender last edited it (None: never)
+    edited_at: str | None = None
+    #: deleted: its content is erased (``""``), the record stays so conversations hold together
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)

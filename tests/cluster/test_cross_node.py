@@ -309,3 +309,32 @@ async def test_a_read_on_one_node_reaches_the_peer_and_the_readers_tabs_on_the_o
             async with two.http(alice) as client:
                 (item,) = (await client.get("/api/conversations")).json()["conversations"]
                 assert item["peer_read_id"] == mid and item["unread_count"] == 0
+
+
+async def test_an_edit_and_a_delete_on_one_node_reach_the_other() -> None:
+    async with running_cluster(2) as (one, two):
+        alice, bob, carol = [await one.create_user(n) for n in ("alice", "bob", "carol")]
+        gid = await one.create_group("g", alice, [bob, carol])
+        with trio.fail_after(20):
+            async with one.connect(alice) as a1, two.connect(alice) as a2, \
+                    two.connect(bob) as b2, one.connect(carol) as c1:
+                await TestServer.send_json(a1, {"type": "group", "group_id": gid,
+                                                "content": "draft", "client_id": "g"})
+                for ws in (a2, b2, c1):
+                    mid = (await TestServer.receive_json(ws))["id"]
+                await TestServer.receive_json(a1)  # the ack
+                await TestServer.send_json(a1, {"type": "edit", "id": mid, "content": "final",
+                                                "client_id": "e"})
+                for ws in (a2, b2, c1):
+                    got = await TestServer.receive_json(ws)
+                    assert (got["type"], got["id"], got["content"]) == ("edited", mid, "final")
+                assert (await TestServer.receive_json(a1))["type"] == "ack"
+                await TestServer.send_json(b2, {"type": "delete", "id": mid, "client_id": "d"})
+                assert (await TestServer.receive_json(b2))["code"] == "forbidden"
+                await TestServer.send_json(a2, {"type": "delete", "id": mid, "client_id": "d"})
+                for ws in (a1, b2, c1):
+                    got = await TestServer.receive_json(ws)
+                    assert (got["type"], got["id"]) == ("deleted", mid)
+                assert (await TestServer.receive_json(a2))["type"] == "ack"
+                for ws in (a1, a2, b2, c1):
+                    await quiet(ws, 0.2)

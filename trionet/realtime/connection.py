@@ -19,7 +19,7 @@ from ..core.clock import now_iso
 from ..core.dedupe import Receipt, RecentSends, fingerprint, record_fingerprint, reused_message
 from ..core.errors import CloseCode, ErrorCode, FrameError, StoreUnavailable
 from ..core.events import Delivery
-from ..core.frames import message_frame, notification_frame
+from ..core.frames import change_frame, message_frame, notification_frame
 from ..core.ids import IdAllocator, id_to_iso
 from ..core.ratelimit import FloodGate, TokenBucket, Verdict
 from ..core.resume import frame_id, looked_back, plan_replay, replay_pages
@@ -28,9 +28,10 @@ from ..interfaces import Identity, MessagePersister, MessageRecord
 from ..metrics import Metrics
 from ..settings import Settings
 from ..store import Store
+from .changes import delete_message, edit_message
 from .committer import GroupCommitter, Pending
 from .membership import MembershipCache
-from .messagetypes import MAX_ID, MessageType, MessageTypes, ReadIn
+from .messagetypes import MAX_ID, DeleteIn, EditIn, MessageType, MessageTypes, ReadIn
 from .receipts import mark_read, read_frame
 from .registry import JOIN_MAX, Conn, Outgoing, Registry
 from .routequeue import RouteQueue
@@ -185,6 +186,9 @@ class _Session:
         if name == "read":
             await self._read(frame)
             return
+        if name in ("edit", "delete"):
+            await self._change(frame)
+            return
         mtype = types.by_name[name]
         self.services.metrics.frames_in.labels(name).inc()
         if mtype.rate is not None:
@@ -231,6 +235,19 @@ class _Session:
         if frame.client_id is not None:
             self.registry.reply(self.conn, protocol.encode_read_ack(
                 frame.client_id, at, state.last_read_id, state.unread_count))
+
+    async def _change(self, frame: EditIn | DeleteIn) -> None:
+        self.services.metrics.frames_in.labels(frame.__struct_config__.tag).inc()
+        user_id, ref = self.conn.user_id, self.conn.ref
+        if isinstance(frame, EditIn):
+            at = await edit_message(self.services, user_id, frame.id, frame.content,
+                                    origin=ref, client_id=frame.client_id)
+        else:
+            at = await delete_message(self.services, user_id, frame.id, origin=ref,
+                                      client_id=frame.client_id)
+        if frame.client_id is not None:
+            self.registry.reply(self.conn, protocol.encode_ack(frame.client_id, frame.id, at,
+                                                               True))
 
     def _take_type_token(self, mtype: MessageType, frame: Any) -> None:
         buckets = self.type_buckets
@@ -365,10 +382,13 @@ class _Session:
             head = []
             del messages, notifications, frames  # only the encoded page waits for the socket
             await self._write_replay(out)
-        # the read markers that moved since (state, not events: replaying one twice is
-        # harmless, so the look-back cursor serves here too)
-        markers = await svc.store.read_markers_since(
-            user_id, looked_back(since, lookback) or 0, limit)
+        # the edits and deletes, and the read markers, since (state, not events: replaying
+        # one twice is harmless, so the look-back cursor serves here too)
+        back = looked_back(since, lookback) or 0
+        changed = await svc.store.changed_since(user_id, back, limit)
+        head += [protocol.encode(change_frame(record, id_to_iso(change_id)))
+                 for record, change_id in changed]
+        markers = await svc.store.read_markers_since(user_id, back, limit)
         head += [protocol.encode(read_frame(marker)) for marker in markers]
         synced: dict[str, object] = {"type": "synced", "last_id": last_id}
         if since_notification is not None:

@@ -96,6 +96,19 @@ class PingIn(Frame, tag="ping"):
     pass
 
 
+class EditIn(Frame, tag="edit"):
+    """The sender replaces a message's content (trionet.realtime.changes)."""
+
+    id: UserId
+    content: Content
+
+
+class DeleteIn(Frame, tag="delete"):
+    """A message is deleted (trionet.realtime.changes)."""
+
+    id: UserId
+
+
 class ReadIn(Frame, tag="read"):
     """A read marker moved (trionet.realtime.receipts): exactly one of ``to`` and
     ``group_id``."""
@@ -267,7 +280,7 @@ NOTIFICATION = MessageType(NotificationIn,
 #: the four types of the protocol, declared like any other
 BUILTIN_TYPES: tuple[MessageType, ...] = (PRIVATE, GROUP, BROADCAST, NOTIFICATION)
 _RESERVED_NAMES = frozenset({"ping", "pong", "ack", "error", "synced", "sync_gap", "presence",
-                             "read"})
+                             "read", "edit", "edited", "delete", "deleted"})
 
 
 class MessageTypes:
@@ -283,7 +296,7 @@ class MessageTypes:
                 if "to" not in fields and "group_id" not in fields:
                     raise ValueError(f"persisted type {mtype.name!r} needs a `to` or `group_id`")
             self.by_name[mtype.name] = mtype
-        schemas = tuple(m.schema for m in types) + (PingIn, ReadIn)
+        schemas = tuple(m.schema for m in types) + (PingIn, ReadIn, EditIn, DeleteIn)
         self.decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(
             typing.Union[schemas]  # noqa: UP007
         )

@@ -70,6 +70,10 @@ async function start(me) {
         sidebar.onRead(frame);
         pane.onRead(frame);
         break;
+      case "edited":
+      case "deleted":
+        pane.onChanged(frame);
+        break;
       case "broadcast":
         notices.onBroadcast(frame);
         break;

@@ -5,7 +5,9 @@
 // types, and my typing is sent at most every 2 s. In a group, the header has an invite form.
 // While the page is visible, what the open conversation shows is marked read (a "read"
 // frame up to its newest message); in a private chat, "Seen" stands under the last of my
-// messages the other side has read.
+// messages the other side has read. My own messages can be edited and deleted in place (Edit,
+// and Delete twice to confirm); edits and deletes by anyone show live ("edited" / "deleted"
+// frames, and history shows messages as they are now).
 
 import { get, post, query } from "./api.js";
 import { byId, el, flash, shortTime } from "./dom.js";
@@ -198,13 +200,98 @@ export class Conversation {
   }
 
   messageNode(message, mine) {
-    return el("li", { className: `msg ${mine ? "mine" : "theirs"}`,
+    const node = el("li", { className: `msg ${mine ? "mine" : "theirs"}`,
       dataset: message.id ? { id: String(message.id) } : {} },
     el("div", { className: "meta" },
       mine ? el("span", { className: "name" }, "You") : nameNode(message.from),
       el("time", { dateTime: message.timestamp ?? "" }, shortTime(message.timestamp)),
       mine ? el("span", { className: "state" }) : null),
-    el("p", { className: "text", dir: "auto" }, message.content));
+    el("p", { className: "text", dir: "auto" }, message.content ?? ""));
+    if (message.deleted) this.showDeleted(node);
+    else if (message.edited_at) this.showEdited(node, message.content);
+    else if (mine && message.id) this.addActions(node);
+    return node;
+  }
+
+  /** Edit and Delete under one of my stored messages. */
+  addActions(node) {
+    if (node.querySelector(".actions")) return;
+    const del = el("button", { type: "button", onclick: () => this.confirmDelete(node, del) },
+      "Delete");
+    node.append(el("div", { className: "actions" },
+      el("button", { type: "button", onclick: () => this.startEdit(node) }, "Edit"), del));
+  }
+
+  startEdit(node) {
+    if (node.querySelector(".edit-form")) return;
+    const text = node.querySelector(".text");
+    const before = text.textContent;
+    const input = el("input", { value: before, attrs: { "aria-label": "Edit message" } });
+    const form = el("form", { className: "edit-form" }, input,
+      el("button", { type: "submit" }, "Save"),
+      el("button", { type: "button", className: "secondary", onclick: () => done() },
+        "Cancel"));
+    const done = () => {
+      form.remove();
+      text.hidden = false;
+    };
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const content = input.value.trim();
+      if (content && content !== before) {
+        if (!this.socket.sendEphemeral({ type: "edit", id: Number(node.dataset.id), content })) {
+          flash(this.status, "Offline: the edit was not sent.", 6000);
+          return;
+        }
+        this.showEdited(node, content);
+      }
+      done();
+    });
+    input.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") done();
+    });
+    text.hidden = true;
+    text.after(form);
+    input.focus();
+  }
+
+  /** The first click arms the button for a few seconds; the second deletes. */
+  confirmDelete(node, button) {
+    if (button.dataset.armed !== "1") {
+      button.dataset.armed = "1";
+      button.textContent = "Delete for everyone?";
+      setTimeout(() => { button.dataset.armed = ""; button.textContent = "Delete"; }, 4000);
+      return;
+    }
+    if (!this.socket.sendEphemeral({ type: "delete", id: Number(node.dataset.id) })) {
+      flash(this.status, "Offline: the message was not deleted.", 6000);
+      return;
+    }
+    this.showDeleted(node);
+  }
+
+  showEdited(node, content) {
+    node.querySelector(".text").textContent = content;
+    const meta = node.querySelector(".meta");
+    if (!meta.querySelector(".edited")) {
+      meta.querySelector("time").after(el("span", { className: "edited" }, "(edited)"));
+    }
+    if (node.classList.contains("mine") && node.dataset.id) this.addActions(node);
+  }
+
+  showDeleted(node) {
+    node.classList.add("deleted");
+    node.querySelector(".text").textContent = "Message deleted";
+    node.querySelector(".text").hidden = false;
+    for (const gone of node.querySelectorAll(".actions, .edit-form, .edited")) gone.remove();
+  }
+
+  /** An "edited" or "deleted" frame (live or replayed) for a message that may be shown. */
+  onChanged(frame) {
+    const node = this.list.querySelector(`.msg[data-id="${CSS.escape(String(frame.id))}"]`);
+    if (!node) return;
+    if (frame.type === "deleted") this.showDeleted(node);
+    else this.showEdited(node, frame.content);
   }
 
   /** "sending…", "sent" or "not sent: …"; `saved` false: delivered, still being stored. */
@@ -251,6 +338,7 @@ export class Conversation {
     this.ids.add(ack.id);
     this.setState(node, "sent", ack.persisted);
     this.insert(node, ack.id);
+    this.addActions(node);
     this.paintSeen();
   }
 

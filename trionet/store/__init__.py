@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..settings import SettingsError
 from .interface import (
     AccountStore,
+    ChangeStore,
     GroupStore,
     InlineSaver,
     MessageStore,
@@ -34,6 +35,7 @@ from .records import (
 
 __all__ = [
     "AccountStore",
+    "ChangeStore",
     "Conversation",
     "GroupRefused",
     "GroupStore",

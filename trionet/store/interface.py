@@ -21,6 +21,7 @@ from .records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserReco
 
 __all__ = [
     "AccountStore",
+    "ChangeStore",
     "GroupStore",
     "InlineSaver",
     "MessageStore",
@@ -168,6 +169,32 @@ class NotificationStore(Protocol):
         ...
 
 
+class ChangeStore(Protocol):
+    """Edits and deletes of stored messages."""
+
+    async def message(self, message_id: int) -> MessageRecord | None:
+        """One message by id, whoever may see it (None when there is none)."""
+        ...
+
+    async def group_owner(self, group_id: int) -> int | None: ...
+
+    async def edit_message(self, message_id: int, content: str, *, change_id: int,
+                           at: str) -> bool:
+        """Replace the content of a message that is not deleted, recorded under
+        ``change_id``; False when nothing changed (deleted, or the same content)."""
+        ...
+
+    async def delete_message(self, message_id: int, *, change_id: int, at: str) -> bool:
+        """Erase a message's content and mark it deleted; False when it was already."""
+        ...
+
+    async def changed_since(self, user_id: int, since: int,
+                            limit: int) -> list[tuple[MessageRecord, int]]:
+        """The messages the user may see changed after ``since`` (by change id), each with
+        its last change's id; the newest ``limit``, oldest first."""
+        ...
+
+
 class ReceiptStore(Protocol):
     """Read markers: how far each user has read each private conversation and group."""
 
@@ -205,7 +232,8 @@ class InlineSaver(Protocol):
         ...
 
 
-class Store(AccountStore, GroupStore, MessageStore, NotificationStore, ReceiptStore, Protocol):
+class Store(AccountStore, GroupStore, MessageStore, NotificationStore, ReceiptStore, ChangeStore,
+            Protocol):
     """Everything trionet keeps. Open one with :func:`trionet.store.open_store`."""
 
     #: "sqlite" or "postgresql"

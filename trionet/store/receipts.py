@@ -7,8 +7,8 @@ one transaction (each store's ``write``).
 
 A marker is one row per user and conversation in ``read_markers``; it only moves forward
 (the upsert's ``WHERE``), and each move takes a new ``event_id`` from the message id sequence.
-Unread messages are the other side's messages above the user's marker, counted on the
-indexes every history page walks (``messages_by_pair``, ``messages_by_group``).
+Unread messages are the other side's messages above the user's marker, deleted ones aside,
+counted on the indexes every history page walks (``messages_by_pair``, ``messages_by_group``).
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ _IN_PRIVATE = ("SELECT 1 FROM messages WHERE id = ? AND kind = 'private'"
                " AND peer_lo = ? AND peer_hi = ?")
 _IN_GROUP = "SELECT 1 FROM messages WHERE id = ? AND kind = 'group' AND group_id = ?"
 _UNREAD_PRIVATE = ("SELECT count(*) FROM messages WHERE kind = 'private' AND peer_lo = ?"
-                   " AND peer_hi = ? AND id > ? AND sender_id = ?")
+                   " AND peer_hi = ? AND id > ? AND sender_id = ? AND deleted_at IS NULL")
 _UNREAD_GROUP = ("SELECT count(*) FROM messages WHERE kind = 'group' AND group_id = ?"
-                 " AND id > ? AND sender_id != ?")
+                 " AND id > ? AND sender_id != ? AND deleted_at IS NULL")
 _MARKER = ("SELECT last_read_id FROM read_markers WHERE user_id = ? AND kind = ?"
            " AND target_id = ?")
 _MOVE = (

@@ -140,7 +140,7 @@ class NotInConversation(LookupError):
 #: the columns of ``messages`` that :func:`row_to_message` reads, in its order (every store
 #: selects them under these names)
 MESSAGE_COLUMNS = ("id", "kind", "sender_id", "recipient_id", "group_id", "content", "client_id",
-                   "created_at", "subtype")
+                   "created_at", "subtype", "edited_at", "deleted_at")
 
 #: (sender id, client id) -> (id, created_at) of the message stored first under that pair
 Duplicates = dict[tuple[int, str], tuple[int, str]]
@@ -148,7 +148,8 @@ Duplicates = dict[tuple[int, str], tuple[int, str]]
 
 def row_to_message(row: Sequence[Any]) -> MessageRecord:
     """A message read as :data:`MESSAGE_COLUMNS`, from any store's driver row."""
-    id_, kind, sender, recipient, group, content, client_id, created, subtype = tuple(row)
+    (id_, kind, sender, recipient, group, content, client_id, created, subtype, edited,
+     deleted) = tuple(row)
     return MessageRecord(
         id=int(id_),
         kind=str(kind),
@@ -159,4 +160,6 @@ def row_to_message(row: Sequence[Any]) -> MessageRecord:
         client_id=None if client_id is None else str(client_id),
         created_at=str(created),
         subtype=None if subtype is None else str(subtype),
+        edited_at=None if edited is None else str(edited),
+        deleted=deleted is not None,
     )

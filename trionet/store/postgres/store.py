@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import receipts
+from .. import changes, receipts
 from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Conn, Database
@@ -41,6 +41,27 @@ def _mark_read(conn: Conn, user_id: int, kind: str, target_id: int, up_to: int,
 def _group_read_states(conn: Conn, user_id: int,
                        group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
     return receipts.group_read_states(receipts.QmarkConnection(conn), user_id, group_ids)
+
+
+def _message(conn: Conn, message_id: int) -> MessageRecord | None:
+    return changes.message_by_id(receipts.QmarkConnection(conn), message_id)
+
+
+def _group_owner(conn: Conn, group_id: int) -> int | None:
+    return changes.group_owner(receipts.QmarkConnection(conn), group_id)
+
+
+def _edit(conn: Conn, message_id: int, content: str, change_id: int, at: str) -> bool:
+    return changes.edit_message(receipts.QmarkConnection(conn), message_id, content, change_id, at)
+
+
+def _delete(conn: Conn, message_id: int, change_id: int, at: str) -> bool:
+    return changes.delete_message(receipts.QmarkConnection(conn), message_id, change_id, at)
+
+
+def _changed_since(conn: Conn, user_id: int, since: int,
+                   limit: int) -> list[tuple[MessageRecord, int]]:
+    return changes.changed_since(receipts.QmarkConnection(conn), user_id, since, limit)
 
 
 def _markers_since(conn: Conn, user_id: int, since: int, limit: int) -> list[ReadMarker]:
@@ -204,6 +225,25 @@ class PostgresStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- edits and deletes ----------------------------------------------------------------
+
+    async def message(self, message_id: int) -> MessageRecord | None:
+        return await self.db.read(_message, message_id)
+
+    async def group_owner(self, group_id: int) -> int | None:
+        return await self.db.read(_group_owner, group_id)
+
+    async def edit_message(self, message_id: int, content: str, *, change_id: int,
+                           at: str) -> bool:
+        return await self.db.write(_edit, message_id, content, change_id, at)
+
+    async def delete_message(self, message_id: int, *, change_id: int, at: str) -> bool:
+        return await self.db.write(_delete, message_id, change_id, at)
+
+    async def changed_since(self, user_id: int, since: int,
+                            limit: int) -> list[tuple[MessageRecord, int]]:
+        return await self.db.read(_changed_since, user_id, since, limit)
 
     # -- read markers ---------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import trio
 
 from ...core.errors import StoreUnavailable
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import receipts
+from .. import changes, receipts
 from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Database
@@ -84,6 +84,27 @@ def _mark_read(conn: sqlite3.Connection, user_id: int, kind: str, target_id: int
 def _group_read_states(conn: sqlite3.Connection, user_id: int,
                        group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
     return receipts.group_read_states(conn, user_id, group_ids)
+
+
+def _message(conn: sqlite3.Connection, message_id: int) -> MessageRecord | None:
+    return changes.message_by_id(conn, message_id)
+
+
+def _group_owner(conn: sqlite3.Connection, group_id: int) -> int | None:
+    return changes.group_owner(conn, group_id)
+
+
+def _edit(conn: sqlite3.Connection, message_id: int, content: str, change_id: int, at: str) -> bool:
+    return changes.edit_message(conn, message_id, content, change_id, at)
+
+
+def _delete(conn: sqlite3.Connection, message_id: int, change_id: int, at: str) -> bool:
+    return changes.delete_message(conn, message_id, change_id, at)
+
+
+def _changed_since(conn: sqlite3.Connection, user_id: int, since: int,
+                   limit: int) -> list[tuple[MessageRecord, int]]:
+    return changes.changed_since(conn, user_id, since, limit)
 
 
 def _markers_since(conn: sqlite3.Connection, user_id: int, since: int,
@@ -267,6 +288,25 @@ class SqliteStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- edits and deletes ----------------------------------------------------------------
+
+    async def message(self, message_id: int) -> MessageRecord | None:
+        return await self.db.read(_message, message_id)
+
+    async def group_owner(self, group_id: int) -> int | None:
+        return await self.db.read(_group_owner, group_id)
+
+    async def edit_message(self, message_id: int, content: str, *, change_id: int,
+                           at: str) -> bool:
+        return await self.db.write(_edit, message_id, content, change_id, at)
+
+    async def delete_message(self, message_id: int, *, change_id: int, at: str) -> bool:
+        return await self.db.write(_delete, message_id, change_id, at)
+
+    async def changed_since(self, user_id: int, since: int,
+                            limit: int) -> list[tuple[MessageRecord, int]]:
+        return await self.db.read(_changed_since, user_id, since, limit)
 
     # -- read markers ---------------------------------------------------------------------
 

@@ -737,6 +737,60 @@ async def test_my_messages_can_be_edited_and_deleted_and_the_other_side_sees_it(
         shutil.copy(tmp_path / "changes-alice.png", ROOT / "docs" / "images" / "changes-alice.png")
 
 
+# -- blocking ------------------------------------------------------------------------------------
+
+
+def blocking_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    problems = Problems()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            at_alice = open_as(browser, url, alice, bob, problems)
+            at_bob = open_as(browser, url, bob, alice, problems)
+            say(at_alice, "Hello Bob")
+            expect(once(at_bob, "Hello Bob")).to_have_count(1)
+            for page in (at_alice, at_bob):  # (strangers until a message: see presence)
+                expect(page.locator("#pane-presence")).to_have_text("online")
+
+            toggle = at_bob.locator("#block-toggle")
+            expect(toggle).to_have_text("Block")
+            toggle.click()
+            expect(toggle).to_have_text("Unblock")
+            expect(at_bob.locator("#pane-status")).to_have_text(
+                "You blocked alice: neither of you can write to the other.")
+            # each sees the other offline; alice's next message is refused, visibly
+            expect(at_alice.locator("#pane-presence")).to_have_text("offline")
+            expect(at_bob.locator("#pane-presence")).to_have_text("offline")
+            say(at_alice, "Are you ignoring me?")
+            expect(at_alice.locator("#messages .msg.failed .state")).to_contain_text("not sent")
+            expect(once(at_bob, "Are you ignoring me?")).to_have_count(0)
+            at_bob.reload()  # the block is the server's: it stays after a reload
+            expect(at_bob.locator("#block-toggle")).to_have_text("Unblock")
+            expect(at_bob.locator("#pane-presence")).to_have_text("offline")
+
+            at_bob.locator("#block-toggle").click()
+            expect(at_bob.locator("#block-toggle")).to_have_text("Block")
+            expect(at_alice.locator("#pane-presence")).to_have_text("online")
+            expect(at_bob.locator("#pane-presence")).to_have_text("online")
+            say(at_alice, "Friends again?")
+            expect(once(at_bob, "Friends again?")).to_have_count(1)
+            problems.assert_none(at_alice, at_bob)
+        finally:
+            browser.close()
+
+
+@pytest.mark.slow
+@needs_chromium
+async def test_blocking_from_the_chat_header_refuses_and_hides_both_ways() -> None:
+    pytest.importorskip("playwright.sync_api")
+    async with running_server(port=free_port()) as server:
+        alice, bob = await server.create_user("alice"), await server.create_user("bob")
+        with trio.fail_after(60):
+            await trio.to_thread.run_sync(blocking_scenario, server.url, alice, bob)
+
+
 # -- bidirectional text stays inside its own element --------------------------------------------
 
 RLO_TEXT = "hi \u202eevil.example/reset\u202c bye"

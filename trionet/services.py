@@ -35,6 +35,7 @@ from .core.ids import IdAllocator
 from .core.ratelimit import KeyedLimiter
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
 from .metrics import Metrics
+from .realtime.blocks import BlockCache
 from .realtime.committer import GroupCommitter, Pending
 from .realtime.ext_typing import DEFAULT_TYPES
 from .realtime.inbox import InboxPruner, KeyedLocks
@@ -81,6 +82,8 @@ class Services:
         self.persister: MessagePersister = persister or self.store
         self.metrics = Metrics()
         self.membership = MembershipCache(self.groups)
+        #: who blocks whom, for the routers, invites and presence
+        self.blocks = BlockCache(self.store)
         #: ids of messages and notifications; its floor is raised to the store's at start
         self.ids = IdAllocator(settings.worker_id)
         node = node_id()
@@ -129,7 +132,7 @@ class Services:
         self.manager = Manager(
             registry=self.registry, membership=self.membership, backplane=self.backplane,
             queue=self.routes, notifier=self.notifier, metrics=self.metrics,
-            on_presence=self.presence.hook,
+            on_presence=self.presence.hook, blocks=self.blocks,
         )
         #: invites, and group creations, per user (TRIONET_INVITE_RATE each)
         self.invite_limit = KeyedLimiter(settings.invite_rate)

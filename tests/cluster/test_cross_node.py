@@ -338,3 +338,26 @@ async def test_an_edit_and_a_delete_on_one_node_reach_the_other() -> None:
                 assert (await TestServer.receive_json(a2))["type"] == "ack"
                 for ws in (a1, a2, b2, c1):
                     await quiet(ws, 0.2)
+
+
+async def test_a_block_on_one_node_refuses_messages_on_the_other_at_once() -> None:
+    async with running_cluster(2) as (one, two):
+        alice, bob = await one.create_user("alice"), await one.create_user("bob")
+        with trio.fail_after(20):
+            async with one.connect(alice) as wa, two.connect(bob) as wb:
+                for i in range(2):  # bob's node caches that nobody blocks bob
+                    await TestServer.send_json(wb, {"type": "private", "to": alice.id,
+                                                    "content": "hi", "client_id": f"m{i}"})
+                    assert (await TestServer.receive_json(wb))["type"] == "ack"
+                    await TestServer.receive_json(wa)
+                async with one.http(alice) as client:
+                    assert (await client.post(f"/api/users/{bob.id}/block")).status_code == 201
+                with trio.fail_after(5):  # the other node forgets its cache at once
+                    while True:
+                        await TestServer.send_json(wb, {"type": "private", "to": alice.id,
+                                                        "content": "x", "client_id": "x"})
+                        got = await TestServer.receive_json(wb)
+                        if got["type"] == "error":
+                            break
+                        await trio.sleep(0.05)
+                assert got["code"] == "blocked"

@@ -7,7 +7,7 @@ from quart_trio import QuartTrio
 from werkzeug.routing import IntegerConverter
 
 from ..services import services_of
-from . import accounts, groups, history, notifications, ops, presence, server, web
+from . import accounts, blocks, groups, history, notifications, ops, presence, server, web
 from .common import check_origin
 from .ws import WebSocketEndpoint
 
@@ -23,7 +23,7 @@ class AsciiIntegerConverter(IntegerConverter):
 def register_blueprints(app: QuartTrio) -> None:
     """Attach every trionet endpoint to ``app``."""
     app.url_map.converters["int"] = AsciiIntegerConverter
-    for module in (accounts, ops, history, groups, notifications, presence, server, web):
+    for module in (accounts, ops, history, groups, notifications, presence, blocks, server, web):
         app.register_blueprint(module.bp)
     # /ws is served by a lean ASGI endpoint in front of Quart (see api/ws.py)
     app.asgi_app = WebSocketEndpoint(app.asgi_app, services_of(app))  # type: ignore[assignment, arg-type]

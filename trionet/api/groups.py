@@ -155,6 +155,9 @@ async def invite() -> Response:
     if group_id > MAX_ID:  # digits in a string can say more than an id can be
         raise ApiError(400, ErrorCode.BAD_REQUEST, "invalid body: `group_id` must be below 2**53")
     _limit(svc.invite_limit, identity.user_id, "invites")
+    if await svc.blocks.between(identity.user_id, body.user_id):
+        raise ApiError(403, ErrorCode.BLOCKED,
+                       f"you and user {body.user_id} cannot invite each other (a block)")
     async with svc.invite_locks.hold(group_id):
         name = await _write(services().store.invite(group_id, identity.user_id, body.user_id))
         _changed(group_id)

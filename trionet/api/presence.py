@@ -15,8 +15,11 @@ MAX_ONLINE_IDS = 500
 
 @bp.get("/api/users/online")
 async def online() -> Response:
-    """Whether each of up to 500 users has at least one open connection."""
-    await current_identity()
+    """Whether each of up to 500 users has at least one open connection (a user the caller
+    blocks, or who blocks the caller, is shown offline)."""
+    identity = await current_identity()
     ids = id_list_param(request.args, "ids", most=MAX_ONLINE_IDS)
-    is_online = services().manager.is_online
-    return json_response({"online": {str(i): is_online(i) for i in ids}})
+    svc = services()
+    is_online = svc.manager.is_online
+    hidden = await svc.blocks.relations(identity.user_id)
+    return json_response({"online": {str(i): i not in hidden and is_online(i) for i in ids}})

@@ -46,6 +46,8 @@ class ErrorCode(enum.StrEnum):
     NOT_MEMBER = "not_member"
     FORBIDDEN = "forbidden"
     UNKNOWN_USER = "unknown_user"
+    #: one of the two users blocks the other (HTTP 403)
+    BLOCKED = "blocked"
     RATE_LIMITED = "rate_limited"
     CLIENT_ID_REUSED = "client_id_reused"
     UNAVAILABLE = "unavailable"

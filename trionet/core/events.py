@@ -46,6 +46,13 @@ class MembershipChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class BlocksChanged:
+    """A block between these users was made or lifted: forget their cached block relations."""
+
+    user_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged:
     """A user's first connection on ``node`` opened (``online``) or its last one closed."""
 
@@ -70,7 +77,8 @@ class Resync:
     node: str
 
 
-ControlEvent = SessionEnded | MembershipChanged | PresenceChanged | DisconnectUser | Resync
+ControlEvent = (SessionEnded | MembershipChanged | PresenceChanged | DisconnectUser | Resync
+                | BlocksChanged)
 
 
 def to_wire(item: Delivery | ControlEvent) -> dict[str, Any]:
@@ -87,6 +95,8 @@ def to_wire(item: Delivery | ControlEvent) -> dict[str, Any]:
                 "node": item.node}
     if isinstance(item, Resync):
         return {"e": "resync", "node": item.node}
+    if isinstance(item, BlocksChanged):
+        return {"e": "blocks_changed", "user_ids": list(item.user_ids)}
     return {"e": "disconnect", "user_id": item.user_id, "code": item.code}
 
 
@@ -109,6 +119,8 @@ def from_wire(data: Mapping[str, Any]) -> Delivery | ControlEvent:
             return DisconnectUser(int(data["user_id"]), int(data["code"]))
         if kind == "resync":
             return Resync(str(data["node"]))
+        if kind == "blocks_changed":
+            return BlocksChanged(tuple(int(u) for u in data["user_ids"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a backplane event: {data!r}") from exc
     raise ValueError(f"not a backplane event: {data!r}")

@@ -28,6 +28,7 @@ from ..interfaces import Identity, MessagePersister, MessageRecord
 from ..metrics import Metrics
 from ..settings import Settings
 from ..store import Store
+from .blocks import BlockCache
 from .changes import delete_message, edit_message
 from .committer import GroupCommitter, Pending
 from .membership import MembershipCache
@@ -83,6 +84,7 @@ class ConnectionServices(Protocol):
     routes: RouteQueue
     committer: GroupCommitter
     membership: MembershipCache
+    blocks: BlockCache
     ids: IdAllocator
     metrics: Metrics
     message_types: MessageTypes
@@ -275,6 +277,9 @@ class _Session:
 
     async def user_exists(self, user_id: int) -> bool:
         return await self.services.user_exists(user_id)
+
+    async def blocked(self, user_id: int) -> bool:
+        return await self.services.blocks.between(self.conn.user_id, user_id)
 
     async def group_members(self, group_id: int) -> frozenset[int] | None:
         return await self.services.membership.members(group_id)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 
 from ..core.errors import CloseCode
 from ..core.events import (
+    BlocksChanged,
     ControlEvent,
     Delivery,
     DisconnectUser,
@@ -27,6 +28,7 @@ from ..core.events import (
 )
 from ..core.routing import Target, ToGroup, recipients
 from ..metrics import Metrics
+from .blocks import BlockCache
 from .membership import MembershipCache
 from .registry import FULL, WRITTEN, Conn, Registry, ignore_presence
 
@@ -49,11 +51,13 @@ class Fanout:
         metrics: Metrics,
         *,
         on_presence: Callable[[int, bool], None] = ignore_presence,
+        blocks: BlockCache | None = None,
     ) -> None:
         self.registry = registry
         self.membership = membership
         self.metrics = metrics
         self._on_presence = on_presence
+        self.blocks = blocks
 
     def deliver(self, batch: Sequence[Delivery]) -> int:
         if len(batch) == 1:
@@ -129,6 +133,11 @@ class Fanout:
             return self.registry.disconnect(event.user_id, event.code)
         if isinstance(event, MembershipChanged):
             self.membership.invalidate(event.group_id)
+            return 0
+        if isinstance(event, BlocksChanged):
+            if self.blocks is not None:
+                for user_id in event.user_ids:
+                    self.blocks.invalidate(user_id)
             return 0
         if isinstance(event, PresenceChanged):
             if event.node == self.registry.node:

@@ -26,9 +26,10 @@ from ..backplane import Backplane
 from ..core import protocol
 from ..core.dedupe import reused_message
 from ..core.errors import CloseCode, ErrorCode
-from ..core.events import Delivery, DisconnectUser, MembershipChanged, SessionEnded
+from ..core.events import BlocksChanged, Delivery, DisconnectUser, MembershipChanged, SessionEnded
 from ..core.routing import Target, ToAll, ToUsers, group_target
 from ..metrics import Metrics
+from .blocks import BlockCache
 from .committer import Pending
 from .fanout import Fanout
 from .membership import MembershipCache
@@ -57,6 +58,7 @@ class Manager:
         notifier: Notifier,
         metrics: Metrics,
         on_presence: Callable[[int, bool], None] = ignore_presence,
+        blocks: BlockCache | None = None,
     ) -> None:
         self.registry = registry
         self.membership = membership
@@ -64,7 +66,8 @@ class Manager:
         self.queue = queue
         self.notifier = notifier
         self.metrics = metrics
-        self.fanout = Fanout(registry, membership, metrics, on_presence=on_presence)
+        self.fanout = Fanout(registry, membership, metrics, on_presence=on_presence,
+                             blocks=blocks)
 
     # -- the public face ----------------------------------------------------------------------
 
@@ -113,6 +116,14 @@ class Manager:
     ) -> list[dict[str, Any]]:
         """:meth:`notify` for several users at once, committed together."""
         return await self.notifier.notify_many(user_ids, subtype, message, payload)
+
+    def blocks_changed(self, *user_ids: int) -> None:
+        """Call when a block between these users was made or lifted: their cached block
+        relations are forgotten here at once, and on every node through the backplane."""
+        if self.fanout.blocks is not None:
+            for user_id in user_ids:
+                self.fanout.blocks.invalidate(user_id)
+        self.queue.control_nowait(BlocksChanged(tuple(user_ids)))
 
     def membership_changed(self, group_id: int) -> None:
         """Call when a group's membership changed outside trionet's API: its cached members

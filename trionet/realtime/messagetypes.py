@@ -145,6 +145,10 @@ class RouteContext(Protocol):
 
     async def user_exists(self, user_id: int) -> bool: ...
 
+    async def blocked(self, user_id: int) -> bool:
+        """Does the sender block ``user_id``, or ``user_id`` the sender?"""
+        ...
+
     async def group_members(self, group_id: int) -> frozenset[int] | None: ...
 
     async def is_admin(self, user_id: int) -> bool: ...
@@ -158,13 +162,17 @@ def _field(frame: Any, name: str) -> Any:
 
 
 def to_user(field_name: str = "to") -> Router:
-    """To every connection of the user in ``field_name`` (which must exist), and to the
-    sender's other connections."""
+    """To every connection of the user in ``field_name`` (which must exist, and neither block
+    the sender nor be blocked by them: else ``blocked``), and to the sender's other
+    connections."""
 
     async def route(ctx: RouteContext, frame: Any) -> Route:
         to = int(_field(frame, field_name))
         if not await ctx.user_exists(to):
             raise FrameError(ErrorCode.UNKNOWN_USER, f"no user {to}", frame.client_id)
+        if await ctx.blocked(to):
+            raise FrameError(ErrorCode.BLOCKED, f"you and user {to} cannot write to each other"
+                             " (a block)", frame.client_id)
         return Route(private_target(ctx.sender_id, to, ctx.origin), {"to": to}, "private")
 
     return route

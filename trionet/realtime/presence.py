@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import trio
 from prometheus_client import Counter
@@ -33,12 +34,16 @@ from ..core.clock import now_iso
 from ..core.events import Delivery
 from ..core.routing import ToUsers
 from ..metrics import Metrics
-from ..store import MessageStore
+from ..store import BlockStore, MessageStore
 from .routequeue import RouteQueue
 
 __all__ = ["Presence"]
 
 log = logging.getLogger("trionet.presence")
+
+
+class _PresenceStore(MessageStore, BlockStore, Protocol):
+    pass
 
 
 class Presence:
@@ -50,7 +55,7 @@ class Presence:
 
     def __init__(
         self,
-        store: MessageStore,
+        store: _PresenceStore,
         is_online: Callable[[int], bool],
         queue: RouteQueue,
         metrics: Metrics,
@@ -100,6 +105,10 @@ class Presence:
         # is_online is one dict membership test: safe to call from a store's worker thread
         peers = await self._store.related_users(user_id, wanted=self._is_online,
                                                 limit=self.limit)
+        if peers:  # a block hides each side's comings and goings from the other
+            hidden = await self._store.blocked_among(user_id, peers)
+            if hidden:
+                peers = [p for p in peers if p not in hidden]
         if not peers:
             self.events.labels("nobody").inc()
             return 0

@@ -7,7 +7,8 @@
 // frame up to its newest message); in a private chat, "Seen" stands under the last of my
 // messages the other side has read. My own messages can be edited and deleted in place (Edit,
 // and Delete twice to confirm); edits and deletes by anyone show live ("edited" / "deleted"
-// frames, and history shows messages as they are now).
+// frames, and history shows messages as they are now). A private chat's header has Block /
+// Unblock (neither side can then write to the other; see docs/api.md, Blocking).
 
 import { get, post, query } from "./api.js";
 import { byId, el, flash, shortTime } from "./dom.js";
@@ -51,6 +52,8 @@ export class Conversation {
     byId("invite-form").addEventListener("submit", (e) => this.invite(e));
     document.addEventListener("presence-changed", () => this.paintPresence());
     document.addEventListener("visibilitychange", () => this.markRead());
+    document.addEventListener("trionet:blocks-changed", () => this.paintBlock());
+    byId("block-toggle").addEventListener("click", () => this.toggleBlock());
   }
 
   get key() {
@@ -80,6 +83,7 @@ export class Conversation {
     presence.replaceChildren();
     if (!isGroup) presence.append(dot(target.id), el("span", { className: "presence-text" }));
     this.paintPresence();
+    this.paintBlock();
     this.sidebar.setActive(this.key);
     for (const frame of this.socket.unacked()) {
       if (this.belongs(frame, true)) this.showPending(frame);
@@ -92,6 +96,30 @@ export class Conversation {
   /** Drop what is shown and load the newest page again (after a sync gap). */
   async reload() {
     if (this.target) await this.open(this.target);
+  }
+
+  paintBlock() {
+    const button = byId("block-toggle");
+    button.hidden = this.target?.kind !== "user";
+    if (button.hidden) return;
+    const blocked = this.sidebar.blocked.has(this.target.id);
+    button.textContent = blocked ? "Unblock" : "Block";
+    button.setAttribute("aria-pressed", String(blocked));
+  }
+
+  async toggleBlock() {
+    if (this.target?.kind !== "user") return;
+    const { id } = this.target;
+    const name = nameOf(id);
+    try {
+      const blocked = await this.sidebar.setBlocked(id, !this.sidebar.blocked.has(id));
+      flash(this.status, blocked
+        ? `You blocked ${name}: neither of you can write to the other.`
+        : `You unblocked ${name}.`, 6000);
+    } catch (err) {
+      flash(this.status, err.message, 6000);
+    }
+    this.paintBlock();
   }
 
   paintPresence() {

@@ -4,9 +4,10 @@
 // HTTP API and is nudged by live frames; opening a conversation goes through location.hash
 // ("#/user/<id>", "#/group/<id>"), so reloads and the back button keep it. Unread counts are
 // the server's (they survive a reload and follow reads in other tabs: a "read" frame of my
-// own makes the lists load again); it also keeps how far each peer has read ("seen").
+// own makes the lists load again); it also keeps how far each peer has read ("seen") and
+// whom I block (GET /api/blocks).
 
-import { ApiError, get, post } from "./api.js";
+import { ApiError, get, post, request } from "./api.js";
 import { byId, el, flash } from "./dom.js";
 import { dot, nameNode, refreshOnline, rememberUser } from "./people.js";
 
@@ -23,6 +24,7 @@ export class Sidebar {
     this.people = new Map(); // user id -> last message id (most recent first)
     this.unread = new Map(); // "user:2" / "group:1" -> count
     this.peerRead = new Map(); // user id -> the id of the last message they have read
+    this.blocked = new Set(); // user ids I block
     this.active = null;
     this.reloadTimer = null;
     this.error = byId("sidebar-error");
@@ -31,7 +33,21 @@ export class Sidebar {
   }
 
   async refresh() {
-    await Promise.all([this.loadGroups(), this.loadPeople()]);
+    await Promise.all([this.loadGroups(), this.loadPeople(), this.loadBlocks()]);
+  }
+
+  async loadBlocks() {
+    this.blocked = new Set((await get("/api/blocks")).blocked);
+    document.dispatchEvent(new CustomEvent("trionet:blocks-changed"));
+  }
+
+  /** Block or unblock a user; resolves to whether they are blocked now. */
+  async setBlocked(userId, blocked) {
+    if (blocked) await post(`/api/users/${userId}/block`);
+    else await request("DELETE", `/api/users/${userId}/block`);
+    if (blocked) this.blocked.add(userId);
+    else this.blocked.delete(userId);
+    return blocked;
   }
 
   async loadGroups() {

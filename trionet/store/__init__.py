@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..settings import SettingsError
 from .interface import (
     AccountStore,
+    BlockStore,
     ChangeStore,
     GroupStore,
     InlineSaver,
@@ -35,6 +36,7 @@ from .records import (
 
 __all__ = [
     "AccountStore",
+    "BlockStore",
     "ChangeStore",
     "Conversation",
     "GroupRefused",

@@ -21,6 +21,7 @@ from .records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserReco
 
 __all__ = [
     "AccountStore",
+    "BlockStore",
     "ChangeStore",
     "GroupStore",
     "InlineSaver",
@@ -169,6 +170,28 @@ class NotificationStore(Protocol):
         ...
 
 
+class BlockStore(Protocol):
+    """Who blocks whom (a block works both ways; only its blocker lifts it)."""
+
+    async def block(self, blocker_id: int, blocked_id: int, *, at: str) -> bool:
+        """Record a block; False when it was there already."""
+        ...
+
+    async def unblock(self, blocker_id: int, blocked_id: int) -> bool: ...
+
+    async def blocked_by(self, blocker_id: int) -> list[int]:
+        """Whom the user blocks, by id."""
+        ...
+
+    async def block_relations(self, user_id: int) -> frozenset[int]:
+        """Everyone the user blocks or is blocked by."""
+        ...
+
+    async def blocked_among(self, user_id: int, others: Sequence[int]) -> set[int]:
+        """Those of ``others`` who block the user or whom the user blocks."""
+        ...
+
+
 class ChangeStore(Protocol):
     """Edits and deletes of stored messages."""
 
@@ -233,7 +256,7 @@ class InlineSaver(Protocol):
 
 
 class Store(AccountStore, GroupStore, MessageStore, NotificationStore, ReceiptStore, ChangeStore,
-            Protocol):
+            BlockStore, Protocol):
     """Everything trionet keeps. Open one with :func:`trionet.store.open_store`."""
 
     #: "sqlite" or "postgresql"

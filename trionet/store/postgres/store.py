@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import changes, receipts
+from .. import blocks, changes, receipts
 from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Conn, Database
@@ -62,6 +62,26 @@ def _delete(conn: Conn, message_id: int, change_id: int, at: str) -> bool:
 def _changed_since(conn: Conn, user_id: int, since: int,
                    limit: int) -> list[tuple[MessageRecord, int]]:
     return changes.changed_since(receipts.QmarkConnection(conn), user_id, since, limit)
+
+
+def _block(conn: Conn, blocker: int, blocked: int, at: str) -> bool:
+    return blocks.block(receipts.QmarkConnection(conn), blocker, blocked, at)
+
+
+def _unblock(conn: Conn, blocker: int, blocked: int) -> bool:
+    return blocks.unblock(receipts.QmarkConnection(conn), blocker, blocked)
+
+
+def _blocked_by(conn: Conn, blocker: int) -> list[int]:
+    return blocks.blocked_by(receipts.QmarkConnection(conn), blocker)
+
+
+def _block_relations(conn: Conn, user_id: int) -> frozenset[int]:
+    return blocks.relations(receipts.QmarkConnection(conn), user_id)
+
+
+def _blocked_among(conn: Conn, user_id: int, others: Sequence[int]) -> set[int]:
+    return blocks.blocked_among(receipts.QmarkConnection(conn), user_id, others)
 
 
 def _markers_since(conn: Conn, user_id: int, since: int, limit: int) -> list[ReadMarker]:
@@ -225,6 +245,25 @@ class PostgresStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- blocks ---------------------------------------------------------------------------
+
+    async def block(self, blocker_id: int, blocked_id: int, *, at: str) -> bool:
+        return await self.db.write(_block, blocker_id, blocked_id, at)
+
+    async def unblock(self, blocker_id: int, blocked_id: int) -> bool:
+        return await self.db.write(_unblock, blocker_id, blocked_id)
+
+    async def blocked_by(self, blocker_id: int) -> list[int]:
+        return await self.db.read(_blocked_by, blocker_id)
+
+    async def block_relations(self, user_id: int) -> frozenset[int]:
+        return await self.db.read(_block_relations, user_id)
+
+    async def blocked_among(self, user_id: int, others: Sequence[int]) -> set[int]:
+        if not others:
+            return set()
+        return await self.db.read(_blocked_among, user_id, others)
 
     # -- edits and deletes ----------------------------------------------------------------
 

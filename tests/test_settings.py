@@ -54,6 +54,7 @@ VALID: dict[str, tuple[str, object]] = {
     "TRIONET_MAX_CONNECTIONS_PER_ADDRESS": ("200", 200),
     "TRIONET_REPLAY_BYTES": ("65536", 65536),
     "TRIONET_NOTIFICATION_INBOX": ("50", 50),
+    "TRIONET_RETENTION_DAYS": ("30.5", 30.5),
     "TRIONET_BODY_TIMEOUT": ("2.5", 2.5),
     "TRIONET_PASSWORD_HASHERS": ("4", 4),
 }
@@ -136,6 +137,7 @@ def test_from_env_reads_the_process_environment_by_default(
         ("TRIONET_REDIS_URL", "127.0.0.1:6379"),
         ("TRIONET_REDIS_PREFIX", "has space"),
         ("TRIONET_PROXY_HOPS", "-1"),
+        ("TRIONET_RETENTION_DAYS", "-1"),
         ("TRIONET_DB_SYNCHRONOUS", "OFF"),
     ],
 )

@@ -46,6 +46,7 @@ from .realtime.notifier import Notifier
 from .realtime.pings import PingSweep
 from .realtime.presence import Presence
 from .realtime.registry import Registry
+from .realtime.retention import Retention
 from .realtime.routequeue import RouteQueue
 from .settings import Settings, SettingsError
 from .store import Store, open_store
@@ -126,6 +127,8 @@ class Services:
         )
         #: inboxes bounded to TRIONET_NOTIFICATION_INBOX, pruned by a task of _run
         self.inbox = InboxPruner(self.store, bound=settings.notification_inbox)
+        #: deletes what is older than TRIONET_RETENTION_DAYS, by a task of _run
+        self.retention = Retention(self.store, settings.retention_days, self.metrics)
         self.notifier = Notifier(self.committer, self.ids, on_notified=self.inbox.touched)
         self.presence = Presence(self.store, self.backplane.is_online, self.routes, self.metrics,
                                  limit=settings.presence_limit, active=lambda: not self.draining)
@@ -188,6 +191,7 @@ class Services:
                     await nursery.start(self.manager.run)
                     await nursery.start(self.presence.run)
                     await nursery.start(self.inbox.run)
+                    await nursery.start(self.retention.run)
                     task_status.started()
         finally:
             self._stopped.set()

@@ -74,6 +74,8 @@ class Settings:
     replay_bytes: int = 4 * 1024 * 1024
     #: most notifications kept per user (the oldest read ones go first; 0: keep all)
     notification_inbox: int = 1000
+    #: days messages and notifications are kept (older ones are deleted); 0: for ever
+    retention_days: float = 0.0
     #: seconds a client may take to send a request body
     body_timeout: float = 10.0
     #: password hashes (argon2, 64 MiB each) computed at once; more callers wait their turn
@@ -349,6 +351,12 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "TRIONET_NOTIFICATION_INBOX",
         _int(0),
         "most notifications kept per user, oldest read ones pruned first; 0: keep all",
+    ),
+    "retention_days": (
+        "TRIONET_RETENTION_DAYS",
+        _float(0),
+        "days messages and notifications are kept (older ones are deleted, in small batches);"
+        " 0: keep them for ever",
     ),
     "body_timeout": (
         "TRIONET_BODY_TIMEOUT",

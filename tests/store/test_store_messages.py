@@ -314,3 +314,22 @@ async def test_replay_sizes_matches_every_visible_message_newest_first(store: St
                 msgs, _ = await store.replay_sizes(user, since=since, since_notification=None,
                                                    limit=limit)
                 assert [i for i, _ in msgs] == after[:limit + 1], (since, limit)
+
+
+async def test_expiring_walks_the_oldest_in_batches_and_takes_their_conversations(
+    store: Store
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        await store.save([private(1, 1, 2), private(2, 3, 2), private(3, 1, 2), private(4, 2, 1),
+                          private(9, 5, 6)], [note(1, 2), note(2, 2), note(8, 2)])
+        assert await store.expire_messages(5, 2) == 2  # ids 1 and 2
+        assert await store.expire_messages(5, 2) == 2  # 3 and 4
+        assert await store.expire_messages(5, 2) == 0
+        assert [m.id for m in await _page(store, 1, 2)] == []
+        assert [m.id for m in await _page(store, 5, 6)] == [9]
+        # every conversation whose latest message went is gone; the others stay
+        assert [c.peer_id for c in await store.conversation_page(2, limit=10, offset=0)] == []
+        assert [c.peer_id for c in await store.conversation_page(6, limit=10, offset=0)] == [5]
+        assert await store.expire_notifications(5, 1) == 1
+        assert await store.expire_notifications(5, 10) == 1
+        assert [n["id"] for n in await store.notification_page(2, limit=10, offset=0)] == [8]

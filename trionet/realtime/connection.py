@@ -35,6 +35,7 @@ from .membership import MembershipCache
 from .messagetypes import MAX_ID, DeleteIn, EditIn, MessageType, MessageTypes, ReadIn
 from .receipts import mark_read, read_frame
 from .registry import JOIN_MAX, Conn, Outgoing, Registry
+from .retention import Retention
 from .routequeue import RouteQueue
 
 __all__ = ["ConnectionGone", "ConnectionServices", "Transport", "serve_connection"]
@@ -85,6 +86,7 @@ class ConnectionServices(Protocol):
     committer: GroupCommitter
     membership: MembershipCache
     blocks: BlockCache
+    retention: Retention
     ids: IdAllocator
     metrics: Metrics
     message_types: MessageTypes
@@ -363,6 +365,9 @@ class _Session:
         window, gap_from = plan_replay(message_sizes, notification_sizes, limit,
                                        self.settings.replay_bytes, since=since,
                                        since_notification=since_notification)
+        horizon = svc.retention.horizon()
+        if gap_from is None and since < horizon:  # older ones were deleted (retention)
+            gap_from = window[0].id if window else horizon
         del message_sizes, notification_sizes
         svc.metrics.replays.inc()
         replayed: set[int] = set()

@@ -18,6 +18,7 @@ from .interface import (
     MessageStore,
     NotificationStore,
     ReceiptStore,
+    RetentionStore,
     Store,
 )
 from .records import (
@@ -50,6 +51,7 @@ __all__ = [
     "ReadMarker",
     "ReadState",
     "ReceiptStore",
+    "RetentionStore",
     "Refusal",
     "Store",
     "StoreUnavailable",

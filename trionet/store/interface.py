@@ -28,6 +28,7 @@ __all__ = [
     "MessageStore",
     "NotificationStore",
     "ReceiptStore",
+    "RetentionStore",
     "Store",
 ]
 
@@ -170,6 +171,19 @@ class NotificationStore(Protocol):
         ...
 
 
+class RetentionStore(Protocol):
+    """Deleting what is older than the retention horizon, a small batch at a time."""
+
+    async def expire_messages(self, before_id: int, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest messages with an id below ``before_id`` (and
+        the conversations whose latest message they were); returns how many messages."""
+        ...
+
+    async def expire_notifications(self, before_id: int, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest notifications below ``before_id``."""
+        ...
+
+
 class BlockStore(Protocol):
     """Who blocks whom (a block works both ways; only its blocker lifts it)."""
 
@@ -256,7 +270,7 @@ class InlineSaver(Protocol):
 
 
 class Store(AccountStore, GroupStore, MessageStore, NotificationStore, ReceiptStore, ChangeStore,
-            BlockStore, Protocol):
+            BlockStore, RetentionStore, Protocol):
     """Everything trionet keeps. Open one with :func:`trionet.store.open_store`."""
 
     #: "sqlite" or "postgresql"

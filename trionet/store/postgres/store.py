@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import blocks, changes, receipts
+from .. import blocks, changes, receipts, retention
 from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Conn, Database
@@ -82,6 +82,14 @@ def _block_relations(conn: Conn, user_id: int) -> frozenset[int]:
 
 def _blocked_among(conn: Conn, user_id: int, others: Sequence[int]) -> set[int]:
     return blocks.blocked_among(receipts.QmarkConnection(conn), user_id, others)
+
+
+def _expire_messages(conn: Conn, before_id: int, limit: int) -> int:
+    return retention.expire_messages(receipts.QmarkConnection(conn), before_id, limit)
+
+
+def _expire_notifications(conn: Conn, before_id: int, limit: int) -> int:
+    return retention.expire_notifications(receipts.QmarkConnection(conn), before_id, limit)
 
 
 def _markers_since(conn: Conn, user_id: int, since: int, limit: int) -> list[ReadMarker]:
@@ -245,6 +253,14 @@ class PostgresStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def expire_messages(self, before_id: int, limit: int) -> int:
+        return await self.db.write(_expire_messages, before_id, limit)
+
+    async def expire_notifications(self, before_id: int, limit: int) -> int:
+        return await self.db.write(_expire_notifications, before_id, limit)
 
     # -- blocks ---------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import trio
 
 from ...core.errors import StoreUnavailable
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import blocks, changes, receipts
+from .. import blocks, changes, receipts, retention
 from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Database
@@ -125,6 +125,14 @@ def _block_relations(conn: sqlite3.Connection, user_id: int) -> frozenset[int]:
 
 def _blocked_among(conn: sqlite3.Connection, user_id: int, others: Sequence[int]) -> set[int]:
     return blocks.blocked_among(conn, user_id, others)
+
+
+def _expire_messages(conn: sqlite3.Connection, before_id: int, limit: int) -> int:
+    return retention.expire_messages(conn, before_id, limit)
+
+
+def _expire_notifications(conn: sqlite3.Connection, before_id: int, limit: int) -> int:
+    return retention.expire_notifications(conn, before_id, limit)
 
 
 def _markers_since(conn: sqlite3.Connection, user_id: int, since: int,
@@ -308,6 +316,14 @@ class SqliteStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- retention ------------------------------------------------------------------------
+
+    async def expire_messages(self, before_id: int, limit: int) -> int:
+        return await self.db.write(_expire_messages, before_id, limit)
+
+    async def expire_notifications(self, before_id: int, limit: int) -> int:
+        return await self.db.write(_expire_notifications, before_id, limit)
 
     # -- blocks ---------------------------------------------------------------------------
 

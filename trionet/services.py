@@ -136,6 +136,7 @@ class Services:
             registry=self.registry, membership=self.membership, backplane=self.backplane,
             queue=self.routes, notifier=self.notifier, metrics=self.metrics,
             on_presence=self.presence.hook, blocks=self.blocks,
+            on_user_deleted=self.forget_user,
         )
         #: invites, and group creations, per user (TRIONET_INVITE_RATE each)
         self.invite_limit = KeyedLimiter(settings.invite_rate)
@@ -222,6 +223,11 @@ class Services:
                     await self.routes.send([], wait=True)
                 await self.backplane.flush()
         return closed
+
+    def forget_user(self, user_id: int) -> None:
+        """Drop what this process caches of a user (their account was deleted)."""
+        self._known_users.discard(user_id)
+        self._admins.pop(user_id, None)
 
     async def user_exists(self, user_id: int) -> bool:
         if user_id in self._known_users:

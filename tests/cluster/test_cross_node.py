@@ -361,3 +361,30 @@ async def test_a_block_on_one_node_refuses_messages_on_the_other_at_once() -> No
                             break
                         await trio.sleep(0.05)
                 assert got["code"] == "blocked"
+
+
+async def test_an_account_deleted_on_one_node_is_gone_on_the_other() -> None:
+    from trionet.settings import Settings
+
+    key = "k" * 32
+    async with running_cluster(2, Settings(rate_limit=0, api_key=key)) as (one, two):
+        alice, bob = await one.create_user("alice"), await one.create_user("bob")
+        with trio.fail_after(20):
+            async with two.connect(alice) as wa, two.connect(bob) as wb:
+                await TestServer.send_json(wb, {"type": "private", "to": alice.id,
+                                                "content": "hi", "client_id": "1"})
+                assert (await TestServer.receive_json(wb))["type"] == "ack"  # two knows alice
+                await TestServer.receive_json(wa)
+                async with one.http() as client:
+                    r = await client.delete(f"/api/server/users/{alice.id}",
+                                            headers={"Authorization": f"Bearer {key}"})
+                    assert r.status_code == 200 and r.json()["connections_closed"] == 0
+                with trio.fail_after(5):
+                    try:
+                        while True:
+                            await wa.get_message()
+                    except Exception as exc:  # closed by node two
+                        assert getattr(getattr(exc, "reason", None), "code", None) == 4001
+                await TestServer.send_json(wb, {"type": "private", "to": alice.id,
+                                                "content": "?", "client_id": "2"})
+                assert (await TestServer.receive_json(wb))["code"] == "unknown_user"

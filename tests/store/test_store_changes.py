@@ -50,3 +50,28 @@ async def test_changed_since_lists_what_the_user_may_see_by_last_change(store: S
         assert [(m.id, c) for m, c in await store.changed_since(2, 23, 10)] == [(1, 30)]
         assert await store.group_owner(gid) == 1
         assert await store.group_owner(gid + 100) is None
+
+
+async def test_erasing_an_account_walks_the_ids_in_chunks_and_keeps_the_rows(
+    store: Store
+) -> None:
+    with trio.fail_after(TIMEOUT):
+        uid, other = await make_users(store, "gone", "stays")
+        await store.save([private(i, uid if i % 2 else other, other if i % 2 else uid, f"m{i}")
+                          for i in range(1, 8)], [])
+        after: int | None = 0
+        erased, chunks = 0, 0
+        while after is not None:
+            after, n = await store.erase_messages(uid, after, 3, at="t", change_id=50)
+            erased, chunks = erased + n, chunks + 1
+        assert (erased, chunks) == (4, 3)  # ids 1, 3, 5, 7, in chunks of three ids
+        page = await store.private_page(uid, other, limit=10, offset=0, before_id=None)
+        assert [(m.id, m.deleted, m.content) for m in page] == [
+            (7, True, ""), (6, False, "m6"), (5, True, ""), (4, False, "m4"), (3, True, ""),
+            (2, False, "m2"), (1, True, "")]
+        counts = await store.delete_account(uid)
+        assert counts["users"] == 1 and counts["conversations"] == 1
+        assert await store.get_user(uid) is None
+        assert await store.get_user(other) is not None
+        assert len(await store.private_page(other, uid, limit=10, offset=0,
+                                            before_id=None)) == 7

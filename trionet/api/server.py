@@ -16,6 +16,7 @@ from ..auth import bearer, same_secret
 from ..core.clock import now_iso
 from ..core.errors import ApiError, ErrorCode
 from ..interfaces import Handshake
+from ..realtime.erasure import delete_account
 from ..store import GroupRefused, PasswordAccount, UsernameTaken
 from .accounts import Username
 from .common import json_body, json_response, services
@@ -141,6 +142,18 @@ async def upsert_user(user_id: int) -> Response:
                        " the server API never renames or adopts it") from None
     return json_response({"id": user_id, "username": body.username, "created": created},
                          201 if created else 200)
+
+
+@bp.delete("/api/server/users/<int:user_id>")
+async def delete_user(user_id: int) -> Response:
+    """Delete a user, for an erasure request: their connections close (4001) on every node,
+    they leave their groups, their messages' content is erased (the messages stay, deleted),
+    and the account goes with its sessions, blocks, read markers and notifications."""
+    _id_in_path(user_id, "user")
+    counts = await delete_account(services(), user_id)
+    if counts is None:
+        raise ApiError(404, ErrorCode.NOT_FOUND, f"no user {user_id}")
+    return json_response({"user_id": user_id, "deleted": True, **counts})
 
 
 @bp.put("/api/server/groups/<int:group_id>")

@@ -53,6 +53,13 @@ class BlocksChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class UserDeleted:
+    """An account was deleted: close its connections (4001) and forget what is cached of it."""
+
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged:
     """A user's first connection on ``node`` opened (``online``) or its last one closed."""
 
@@ -78,7 +85,7 @@ class Resync:
 
 
 ControlEvent = (SessionEnded | MembershipChanged | PresenceChanged | DisconnectUser | Resync
-                | BlocksChanged)
+                | BlocksChanged | UserDeleted)
 
 
 def to_wire(item: Delivery | ControlEvent) -> dict[str, Any]:
@@ -97,6 +104,8 @@ def to_wire(item: Delivery | ControlEvent) -> dict[str, Any]:
         return {"e": "resync", "node": item.node}
     if isinstance(item, BlocksChanged):
         return {"e": "blocks_changed", "user_ids": list(item.user_ids)}
+    if isinstance(item, UserDeleted):
+        return {"e": "user_deleted", "user_id": item.user_id}
     return {"e": "disconnect", "user_id": item.user_id, "code": item.code}
 
 
@@ -121,6 +130,8 @@ def from_wire(data: Mapping[str, Any]) -> Delivery | ControlEvent:
             return Resync(str(data["node"]))
         if kind == "blocks_changed":
             return BlocksChanged(tuple(int(u) for u in data["user_ids"]))
+        if kind == "user_deleted":
+            return UserDeleted(int(data["user_id"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"not a backplane event: {data!r}") from exc
     raise ValueError(f"not a backplane event: {data!r}")

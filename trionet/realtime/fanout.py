@@ -25,6 +25,7 @@ from ..core.events import (
     PresenceChanged,
     Resync,
     SessionEnded,
+    UserDeleted,
 )
 from ..core.routing import Target, ToGroup, recipients
 from ..metrics import Metrics
@@ -52,12 +53,14 @@ class Fanout:
         *,
         on_presence: Callable[[int, bool], None] = ignore_presence,
         blocks: BlockCache | None = None,
+        on_user_deleted: Callable[[int], None] = lambda user_id: None,
     ) -> None:
         self.registry = registry
         self.membership = membership
         self.metrics = metrics
         self._on_presence = on_presence
         self.blocks = blocks
+        self._on_user_deleted = on_user_deleted
 
     def deliver(self, batch: Sequence[Delivery]) -> int:
         if len(batch) == 1:
@@ -134,6 +137,11 @@ class Fanout:
         if isinstance(event, MembershipChanged):
             self.membership.invalidate(event.group_id)
             return 0
+        if isinstance(event, UserDeleted):
+            self._on_user_deleted(event.user_id)
+            if self.blocks is not None:
+                self.blocks.invalidate(event.user_id)
+            return self.registry.disconnect(event.user_id, CloseCode.SESSION_ENDED)
         if isinstance(event, BlocksChanged):
             if self.blocks is not None:
                 for user_id in event.user_ids:

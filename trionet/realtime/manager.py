@@ -26,7 +26,14 @@ from ..backplane import Backplane
 from ..core import protocol
 from ..core.dedupe import reused_message
 from ..core.errors import CloseCode, ErrorCode
-from ..core.events import BlocksChanged, Delivery, DisconnectUser, MembershipChanged, SessionEnded
+from ..core.events import (
+    BlocksChanged,
+    Delivery,
+    DisconnectUser,
+    MembershipChanged,
+    SessionEnded,
+    UserDeleted,
+)
 from ..core.routing import Target, ToAll, ToUsers, group_target
 from ..metrics import Metrics
 from .blocks import BlockCache
@@ -59,6 +66,7 @@ class Manager:
         metrics: Metrics,
         on_presence: Callable[[int, bool], None] = ignore_presence,
         blocks: BlockCache | None = None,
+        on_user_deleted: Callable[[int], None] = lambda user_id: None,
     ) -> None:
         self.registry = registry
         self.membership = membership
@@ -67,7 +75,7 @@ class Manager:
         self.notifier = notifier
         self.metrics = metrics
         self.fanout = Fanout(registry, membership, metrics, on_presence=on_presence,
-                             blocks=blocks)
+                             blocks=blocks, on_user_deleted=on_user_deleted)
 
     # -- the public face ----------------------------------------------------------------------
 
@@ -136,6 +144,11 @@ class Manager:
         process's it closed. A socket of the session still in its handshake is refused."""
         self.registry.revoke(session_key)
         return await self.queue.control(SessionEnded(session_key))
+
+    async def user_deleted(self, user_id: int) -> int:
+        """Close (4001) every connection of a deleted account and forget what is cached of
+        it, on every node; returns how many of this process's connections it closed."""
+        return await self.queue.control(UserDeleted(user_id))
 
     async def disconnect_user(self, user_id: int, code: int = CloseCode.SESSION_ENDED) -> int:
         """Close every connection of a user (4001 unless ``code`` says otherwise), for a

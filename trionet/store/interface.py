@@ -23,6 +23,7 @@ __all__ = [
     "AccountStore",
     "BlockStore",
     "ChangeStore",
+    "ErasureStore",
     "GroupStore",
     "InlineSaver",
     "MessageStore",
@@ -171,6 +172,21 @@ class NotificationStore(Protocol):
         ...
 
 
+class ErasureStore(Protocol):
+    """Deleting an account (an erasure request)."""
+
+    async def erase_messages(self, user_id: int, after_id: int, chunk: int, *, at: str,
+                             change_id: int) -> tuple[int | None, int]:
+        """Erase (empty and mark deleted) the user's messages among the next ``chunk`` ids
+        after ``after_id``; returns where the next chunk starts (None: done) and how many."""
+        ...
+
+    async def delete_account(self, user_id: int) -> dict[str, int]:
+        """Delete the user, their sessions, memberships, blocks, read markers, notifications
+        and conversation list; returns how many rows of each."""
+        ...
+
+
 class RetentionStore(Protocol):
     """Deleting what is older than the retention horizon, a small batch at a time."""
 
@@ -270,7 +286,7 @@ class InlineSaver(Protocol):
 
 
 class Store(AccountStore, GroupStore, MessageStore, NotificationStore, ReceiptStore, ChangeStore,
-            BlockStore, RetentionStore, Protocol):
+            BlockStore, RetentionStore, ErasureStore, Protocol):
     """Everything trionet keeps. Open one with :func:`trionet.store.open_store`."""
 
     #: "sqlite" or "postgresql"

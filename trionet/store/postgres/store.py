@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import blocks, changes, receipts, retention
+from .. import blocks, changes, erasure, receipts, retention
 from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Conn, Database
@@ -90,6 +90,16 @@ def _expire_messages(conn: Conn, before_id: int, limit: int) -> int:
 
 def _expire_notifications(conn: Conn, before_id: int, limit: int) -> int:
     return retention.expire_notifications(receipts.QmarkConnection(conn), before_id, limit)
+
+
+def _erase_messages(conn: Conn, user_id: int, after_id: int, chunk: int, at: str,
+                    change_id: int) -> tuple[int | None, int]:
+    return erasure.erase_messages(receipts.QmarkConnection(conn), user_id, after_id, chunk, at,
+                                  change_id)
+
+
+def _delete_account(conn: Conn, user_id: int) -> dict[str, int]:
+    return erasure.delete_account(receipts.QmarkConnection(conn), user_id)
 
 
 def _markers_since(conn: Conn, user_id: int, since: int, limit: int) -> list[ReadMarker]:
@@ -253,6 +263,15 @@ class PostgresStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- account deletion -----------------------------------------------------------------
+
+    async def erase_messages(self, user_id: int, after_id: int, chunk: int, *, at: str,
+                             change_id: int) -> tuple[int | None, int]:
+        return await self.db.write(_erase_messages, user_id, after_id, chunk, at, change_id)
+
+    async def delete_account(self, user_id: int) -> dict[str, int]:
+        return await self.db.write(_delete_account, user_id)
 
     # -- retention ------------------------------------------------------------------------
 

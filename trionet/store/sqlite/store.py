@@ -14,7 +14,7 @@ import trio
 
 from ...core.errors import StoreUnavailable
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import blocks, changes, receipts, retention
+from .. import blocks, changes, erasure, receipts, retention
 from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Database
@@ -133,6 +133,15 @@ def _expire_messages(conn: sqlite3.Connection, before_id: int, limit: int) -> in
 
 def _expire_notifications(conn: sqlite3.Connection, before_id: int, limit: int) -> int:
     return retention.expire_notifications(conn, before_id, limit)
+
+
+def _erase_messages(conn: sqlite3.Connection, user_id: int, after_id: int, chunk: int, at: str,
+                    change_id: int) -> tuple[int | None, int]:
+    return erasure.erase_messages(conn, user_id, after_id, chunk, at, change_id)
+
+
+def _delete_account(conn: sqlite3.Connection, user_id: int) -> dict[str, int]:
+    return erasure.delete_account(conn, user_id)
 
 
 def _markers_since(conn: sqlite3.Connection, user_id: int, since: int,
@@ -316,6 +325,15 @@ class SqliteStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- account deletion -----------------------------------------------------------------
+
+    async def erase_messages(self, user_id: int, after_id: int, chunk: int, *, at: str,
+                             change_id: int) -> tuple[int | None, int]:
+        return await self.db.write(_erase_messages, user_id, after_id, chunk, at, change_id)
+
+    async def delete_account(self, user_id: int) -> dict[str, int]:
+        return await self.db.write(_delete_account, user_id)
 
     # -- retention ------------------------------------------------------------------------
 

@@ -740,7 +740,7 @@ async def test_my_messages_can_be_edited_and_deleted_and_the_other_side_sees_it(
 # -- blocking ------------------------------------------------------------------------------------
 
 
-def blocking_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
+def blocking_scenario(url: str, alice: TestUser, bob: TestUser, shots: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
     problems = Problems()
@@ -766,6 +766,7 @@ def blocking_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
             say(at_alice, "Are you ignoring me?")
             expect(at_alice.locator("#messages .msg.failed .state")).to_contain_text("not sent")
             expect(once(at_bob, "Are you ignoring me?")).to_have_count(0)
+            at_alice.screenshot(path=str(shots / "blocked-alice.png"))
             at_bob.reload()  # the block is the server's: it stays after a reload
             expect(at_bob.locator("#block-toggle")).to_have_text("Unblock")
             expect(at_bob.locator("#pane-presence")).to_have_text("offline")
@@ -783,12 +784,16 @@ def blocking_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
 
 @pytest.mark.slow
 @needs_chromium
-async def test_blocking_from_the_chat_header_refuses_and_hides_both_ways() -> None:
+async def test_blocking_from_the_chat_header_refuses_and_hides_both_ways(
+    tmp_path: Path
+) -> None:
     pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         alice, bob = await server.create_user("alice"), await server.create_user("bob")
         with trio.fail_after(60):
-            await trio.to_thread.run_sync(blocking_scenario, server.url, alice, bob)
+            await trio.to_thread.run_sync(blocking_scenario, server.url, alice, bob, tmp_path)
+    if os.environ.get("TRIONET_SCREENSHOTS"):
+        shutil.copy(tmp_path / "blocked-alice.png", ROOT / "docs" / "images" / "blocked-alice.png")
 
 
 # -- bidirectional text stays inside its own element --------------------------------------------

@@ -14,6 +14,7 @@ import trio
 from trionet.settings import ENV, Settings, SettingsError
 
 BIN = Path(sys.executable).parent
+PUBLIC_KEY = str(Path(__file__).parent / "data" / "ed25519-public.pem")
 
 #: Every variable with a valid value and the field value it must produce.
 VALID: dict[str, tuple[str, object]] = {
@@ -55,6 +56,11 @@ VALID: dict[str, tuple[str, object]] = {
     "TRIONET_REPLAY_BYTES": ("65536", 65536),
     "TRIONET_NOTIFICATION_INBOX": ("50", 50),
     "TRIONET_RETENTION_DAYS": ("30.5", 30.5),
+    "TRIONET_JWT_PUBLIC_KEY": (PUBLIC_KEY, PUBLIC_KEY),
+    "TRIONET_JWKS_URL": ("https://backend.example/.well-known/jwks.json",
+                         "https://backend.example/.well-known/jwks.json"),
+    "TRIONET_JWT_AUDIENCE": ("chat", "chat"),
+    "TRIONET_JWT_ISSUER": ("https://backend.example", "https://backend.example"),
     "TRIONET_BODY_TIMEOUT": ("2.5", 2.5),
     "TRIONET_PASSWORD_HASHERS": ("4", 4),
 }
@@ -138,6 +144,8 @@ def test_from_env_reads_the_process_environment_by_default(
         ("TRIONET_REDIS_PREFIX", "has space"),
         ("TRIONET_PROXY_HOPS", "-1"),
         ("TRIONET_RETENTION_DAYS", "-1"),
+        ("TRIONET_JWKS_URL", "ftp://backend.example/keys"),
+        ("TRIONET_JWT_PUBLIC_KEY", "/nonexistent/key.pem"),
         ("TRIONET_DB_SYNCHRONOUS", "OFF"),
     ],
 )

@@ -10,7 +10,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import jwt
 import trio
@@ -18,6 +18,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .interfaces import Handshake, Identity, SessionResolver
+from .jwtkeys import KeySource, SecretKey
 from .store import AccountStore
 
 __all__ = [
@@ -140,27 +141,57 @@ class CookieSessionResolver:
 
 
 class JwtResolver:
-    """HS256 JWTs from ``Authorization: Bearer``: ``sub`` is the user id, ``exp`` enforced.
+    """JWTs from ``Authorization: Bearer``: ``sub`` is the user id, ``exp`` enforced.
 
-    ``sub`` must be ASCII digits naming an id below 2**53. A user id seen for the first time
-    gets a ``user<id>`` row; an id that belongs to an account with a password (registered or
-    made by the CLI) is refused, so a JWT can never take over such an account.
+    ``keys`` says what may have signed them (:mod:`trionet.jwtkeys`: an HS256 secret, a
+    public key, a JWKS URL, or several); a token is checked only with a key of its own
+    algorithm. ``audience`` and ``issuer``, when given, are required claims. ``sub`` must be
+    ASCII digits naming an id below 2**53. A user id seen for the first time gets a
+    ``user<id>`` row; an id that belongs to an account with a password (registered or made by
+    the CLI) is refused, so a JWT can never take over such an account.
     """
 
-    def __init__(self, store: AccountStore, secret: str) -> None:
+    def __init__(self, store: AccountStore, keys: str | Sequence[KeySource], *,
+                 audience: str | None = None, issuer: str | None = None) -> None:
         self._store = store
-        self._secret = secret
+        self._keys: tuple[KeySource, ...] = (
+            (SecretKey(keys),) if isinstance(keys, str) else tuple(keys))
+        self._audience = audience
+        self._issuer = issuer
         self._known: set[int] = set()
+
+    async def _claims(self, token: str) -> dict[str, Any] | None:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        alg = header.get("alg")
+        required = ["sub", "exp"]
+        if self._audience is not None:
+            required.append("aud")
+        if self._issuer is not None:
+            required.append("iss")
+        for source in self._keys:
+            if alg not in source.algorithms:
+                continue
+            key = await source.key_for(header)
+            if key is None:
+                continue
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token, key, algorithms=[alg], audience=self._audience, issuer=self._issuer,
+                    options={"require": required})
+            except jwt.PyJWTError:
+                continue
+            return claims
+        return None
 
     async def resolve(self, handshake: Handshake) -> Identity | None:
         token = bearer(handshake)
-        if token is None or token.count(".") != 2:
+        if token is None or token.count(".") != 2 or len(token) > 16_384:
             return None
-        try:
-            claims = jwt.decode(
-                token, self._secret, algorithms=["HS256"], options={"require": ["sub", "exp"]}
-            )
-        except jwt.PyJWTError:
+        claims = await self._claims(token)
+        if claims is None:
             return None
         sub = claims.get("sub")
         if not isinstance(sub, str) or _USER_ID.match(sub) is None or int(sub) >= 2**53:

@@ -34,6 +34,7 @@ from .core.events import PresenceChanged
 from .core.ids import IdAllocator
 from .core.ratelimit import KeyedLimiter
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
+from .jwtkeys import JwksKeys, KeySource, PublicKey, SecretKey
 from .metrics import Metrics
 from .realtime.blocks import BlockCache
 from .realtime.committer import GroupCommitter, Pending
@@ -75,8 +76,10 @@ class Services:
         if resolver is None:
             chain: list[SessionResolver] = [
                 CookieSessionResolver(self.store, settings.cookie_name)]
-            if settings.jwt_secret:
-                chain.append(JwtResolver(self.store, settings.jwt_secret))
+            if settings.jwt_enabled:
+                chain.append(JwtResolver(self.store, jwt_keys(settings),
+                                         audience=settings.jwt_audience,
+                                         issuer=settings.jwt_issuer))
             resolver = ChainResolver(chain)
         self.resolver = resolver
         self.groups: GroupMemberFetcher = groups or self.store
@@ -258,6 +261,18 @@ GC_THRESHOLDS = (50_000, 20, 100)
 #: seconds the GIL is held before another thread may take it (default 0.005): the database
 #: writer thread otherwise waits up to 5 ms for the event loop at every commit
 SWITCH_INTERVAL = 0.0005
+
+
+def jwt_keys(settings: Settings) -> list[KeySource]:
+    """The key sources the settings name (TRIONET_JWT_SECRET, _PUBLIC_KEY, JWKS_URL)."""
+    keys: list[KeySource] = []
+    if settings.jwt_secret:
+        keys.append(SecretKey(settings.jwt_secret))
+    if settings.jwt_public_key:
+        keys.append(PublicKey(settings.jwt_public_key))
+    if settings.jwks_url:
+        keys.append(JwksKeys(settings.jwks_url))
+    return keys
 
 
 def node_id() -> str:

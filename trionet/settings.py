@@ -50,6 +50,14 @@ class Settings:
     rate_limit: float = 50.0
     api_key: str | None = None
     jwt_secret: str | None = None
+    #: a PEM public key file JWTs are verified with (RS256, ES256 or EdDSA, by its kind)
+    jwt_public_key: str | None = None
+    #: the backend's JSON Web Key Set (``https://...``), by each token's ``kid``
+    jwks_url: str | None = None
+    #: when set, every JWT must carry this ``aud``
+    jwt_audience: str | None = None
+    #: when set, every JWT must carry this ``iss``
+    jwt_issuer: str | None = None
     log_level: str = "INFO"
     ping_interval: float = 20.0
     shutdown_timeout: float = 10.0
@@ -89,19 +97,25 @@ class Settings:
     redis_lease: float = 15.0
 
     def __post_init__(self) -> None:
-        if self.open_registration and self.jwt_secret:
+        if self.open_registration and self.jwt_enabled:
             raise SettingsError(
                 "TRIONET_OPEN_REGISTRATION",
-                "cannot be true while TRIONET_JWT_SECRET is set: JWT subjects are your"
-                " backend's user ids, and self-registered accounts would take ids from the"
-                " same space (an account takeover); leave it unset or false",
+                "cannot be true while JWT auth is on (TRIONET_JWT_SECRET, TRIONET_JWT_PUBLIC_KEY"
+                " or TRIONET_JWKS_URL): JWT subjects are your backend's user ids, and"
+                " self-registered accounts would take ids from the same space (an account"
+                " takeover); leave it unset or false",
             )
+
+    @property
+    def jwt_enabled(self) -> bool:
+        """Whether JWTs are accepted (by any key source)."""
+        return bool(self.jwt_secret or self.jwt_public_key or self.jwks_url)
 
     @property
     def registration_open(self) -> bool:
         """Whether ``POST /api/auth/register`` creates accounts."""
         if self.open_registration is None:
-            return not self.jwt_secret
+            return not self.jwt_enabled
         return self.open_registration
 
     @property
@@ -233,6 +247,25 @@ def _jwt_secret(raw: str) -> str:
     return raw
 
 
+def _public_key_file(raw: str) -> str:
+    from .jwtkeys import load_public_key
+
+    load_public_key(raw)  # raises ValueError naming what is wrong with it
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    if not raw.lower().startswith(("https://", "http://")):
+        raise ValueError("must be an https:// (or http://) URL")
+    return raw
+
+
+def _claim(raw: str) -> str:
+    if len(raw) > 256:
+        raise ValueError("must be at most 256 characters")
+    return raw
+
+
 #: field name -> (variable, parser, description). The README's table mirrors this.
 ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     "database": (
@@ -255,7 +288,8 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "TRIONET_OPEN_REGISTRATION",
         _bool,
         "allow `POST /api/auth/register` (false: only the CLI and server API create users);"
-        " unset: true, or false when `TRIONET_JWT_SECRET` is set (true with it is refused)",
+        " unset: true, or false when JWT auth is on (`TRIONET_JWT_SECRET`,"
+        " `TRIONET_JWT_PUBLIC_KEY` or `TRIONET_JWKS_URL`; true with it is refused)",
     ),
     "send_queue": ("TRIONET_SEND_QUEUE", _int(1), "frames queued per connection (slow consumer)"),
     "max_message_bytes": (
@@ -279,6 +313,21 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         _jwt_secret,
         "HS256 JWT secret, 32 bytes or more; unset: JWT auth disabled",
     ),
+    "jwt_public_key": (
+        "TRIONET_JWT_PUBLIC_KEY",
+        _public_key_file,
+        "PEM file of the public key JWTs are signed for: RSA (RS256), EC P-256 (ES256) or"
+        " Ed25519 (EdDSA)",
+    ),
+    "jwks_url": (
+        "TRIONET_JWKS_URL",
+        _http_url,
+        "the backend's JSON Web Key Set URL: keys by `kid`, refetched for an unknown one (at"
+        " most every 30 s)",
+    ),
+    "jwt_audience": (
+        "TRIONET_JWT_AUDIENCE", _claim, "when set, every JWT must carry this `aud`"),
+    "jwt_issuer": ("TRIONET_JWT_ISSUER", _claim, "when set, every JWT must carry this `iss`"),
     "log_level": ("TRIONET_LOG_LEVEL", _choice(*_LOG_LEVELS), "log level"),
     "ping_interval": (
         "TRIONET_PING_INTERVAL",

@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from .api import register_blueprints
 from .asgi import AddressLimit, BodyBeforeResponse
+from .asgi.cors import Cors
 from .core import protocol
 from .core.errors import ApiError, ErrorCode
 from .interfaces import GroupMemberFetcher, MessagePersister, SessionResolver
@@ -90,6 +91,8 @@ def create_app(
     app.asgi_app = BodyBeforeResponse(  # type: ignore[assignment]
         app.asgi_app,  # type: ignore[arg-type]
         timeout=settings.body_timeout, max_bytes=MAX_BODY_BYTES)
+    if settings.cors_origins:
+        app.asgi_app = Cors(app.asgi_app, settings.cors_origins)  # type: ignore[assignment, arg-type]
     if settings.max_connections_per_address:
         app.asgi_app = AddressLimit(  # type: ignore[assignment]
             app.asgi_app,  # type: ignore[arg-type]

@@ -38,6 +38,8 @@ class Settings:
     #: Allowed ``Origin`` values for ``/ws`` and state-changing HTTP calls. Empty: the
     #: server's own origin only. ``("*",)``: any origin.
     allowed_origins: tuple[str, ...] = ()
+    #: origins whose pages may call the HTTP API with credentials (CORS); empty: none
+    cors_origins: tuple[str, ...] = ()
     cookie_name: str = "trionet_session"
     session_ttl: int = 14 * 24 * 3600
     cookie_secure: bool = False
@@ -219,6 +221,13 @@ def _origins(raw: str) -> tuple[str, ...]:
     return origins
 
 
+def _cors_origins(raw: str) -> tuple[str, ...]:
+    origins = _origins(raw)
+    if "*" in origins:
+        raise ValueError("must list origins: `*` cannot go with credentials")
+    return origins
+
+
 def _cookie_name(raw: str) -> str:
     if not _COOKIE_NAME.match(raw):
         raise ValueError("must be letters, digits and !#$%&'*+-.^_`|~ only")
@@ -280,6 +289,12 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         "TRIONET_ALLOWED_ORIGINS",
         _origins,
         "comma-separated allowed Origins; empty: the server's own origin; `*`: any",
+    ),
+    "cors_origins": (
+        "TRIONET_CORS_ORIGINS",
+        _cors_origins,
+        "comma-separated origins whose pages may call the HTTP API with credentials (CORS);"
+        " empty: no CORS headers",
     ),
     "cookie_name": ("TRIONET_COOKIE_NAME", _cookie_name, "session cookie name"),
     "session_ttl": ("TRIONET_SESSION_TTL", _int(60), "session lifetime, seconds"),

@@ -77,7 +77,11 @@ def check_origin() -> None:
     origin = request.headers.get("Origin")
     if origin is None:
         return
-    if not origin_allowed(origin, services().settings.allowed_origins, request.scheme,
+    settings = services().settings
+    if settings.cors_origins and origin.rstrip("/").lower() in settings.cors_origins and (
+            request.path.startswith("/api/") and not request.path.startswith("/api/server/")):
+        return  # a page of an origin CORS lets call the API (TRIONET_CORS_ORIGINS)
+    if not origin_allowed(origin, settings.allowed_origins, request.scheme,
                           request.headers.get("Host")):
         raise ApiError(403, ErrorCode.FORBIDDEN, f"origin {origin!r} is not allowed")
 

@@ -49,6 +49,7 @@ from .realtime.presence import Presence
 from .realtime.registry import Registry
 from .realtime.retention import Retention
 from .realtime.routequeue import RouteQueue
+from .realtime.webhooks import Webhooks
 from .settings import Settings, SettingsError
 from .store import Store, open_store
 
@@ -121,9 +122,14 @@ class Services:
         #: seconds before ``since`` a replay starts: with several nodes, ids are allocated
         #: by several clocks and committed at several paces (see trionet.core.resume)
         self.resume_lookback = RESUME_LOOKBACK_SECONDS if settings.redis_url else 0.0
+        #: events for the backend (TRIONET_WEBHOOK_URL); None: no webhooks
+        self.webhooks: Webhooks | None = None
+        if settings.webhook_url and settings.webhook_secret:
+            self.webhooks = Webhooks(self.store, settings.webhook_url, settings.webhook_secret,
+                                     self.ids, self.backplane.is_online, self.metrics)
         self.committer = GroupCommitter(
             self.persister,
-            self.routes.committed,
+            self._committed,
             commit_timeout=settings.commit_timeout,
             retry_capacity=settings.retry_buffer,
             metrics=self.metrics,
@@ -138,7 +144,7 @@ class Services:
         self.manager = Manager(
             registry=self.registry, membership=self.membership, backplane=self.backplane,
             queue=self.routes, notifier=self.notifier, metrics=self.metrics,
-            on_presence=self.presence.hook, blocks=self.blocks,
+            on_presence=self._presence_changed, blocks=self.blocks,
             on_user_deleted=self.forget_user,
         )
         #: invites, and group creations, per user (TRIONET_INVITE_RATE each)
@@ -196,6 +202,8 @@ class Services:
                     await nursery.start(self.presence.run)
                     await nursery.start(self.inbox.run)
                     await nursery.start(self.retention.run)
+                    if self.webhooks is not None:
+                        await nursery.start(self.webhooks.run)
                     task_status.started()
         finally:
             self._stopped.set()
@@ -226,6 +234,17 @@ class Services:
                     await self.routes.send([], wait=True)
                 await self.backplane.flush()
         return closed
+
+    async def _committed(self, batch: list[Pending]) -> None:
+        """A committed batch: its webhook events queued (never waiting), then routed."""
+        if self.webhooks is not None:
+            self.webhooks.committed(batch)
+        await self.routes.committed(batch)
+
+    def _presence_changed(self, user_id: int, online: bool) -> None:
+        self.presence.hook(user_id, online)
+        if self.webhooks is not None:
+            self.webhooks.presence(user_id, online)
 
     def forget_user(self, user_id: int) -> None:
         """Drop what this process caches of a user (their account was deleted)."""

@@ -86,6 +86,10 @@ class Settings:
     notification_inbox: int = 1000
     #: days messages and notifications are kept (older ones are deleted); 0: for ever
     retention_days: float = 0.0
+    #: where webhook events are POSTed (``https://...``); None: no webhooks
+    webhook_url: str | None = None
+    #: the key webhook requests are signed with (HMAC-SHA256)
+    webhook_secret: str | None = None
     #: seconds a client may take to send a request body
     body_timeout: float = 10.0
     #: password hashes (argon2, 64 MiB each) computed at once; more callers wait their turn
@@ -107,6 +111,12 @@ class Settings:
                 " self-registered accounts would take ids from the same space (an account"
                 " takeover); leave it unset or false",
             )
+
+        if bool(self.webhook_url) != bool(self.webhook_secret):
+            raise SettingsError(
+                "TRIONET_WEBHOOK_SECRET" if self.webhook_url else "TRIONET_WEBHOOK_URL",
+                "webhooks need both TRIONET_WEBHOOK_URL and TRIONET_WEBHOOK_SECRET (every"
+                " request is signed)")
 
     @property
     def jwt_enabled(self) -> bool:
@@ -416,6 +426,17 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
         _int(0),
         "most notifications kept per user, oldest read ones pruned first; 0: keep all",
     ),
+    "webhook_url": (
+        "TRIONET_WEBHOOK_URL",
+        _http_url,
+        "where webhook events (offline messages and notifications, presence) are POSTed;"
+        " unset: no webhooks",
+    ),
+    "webhook_secret": (
+        "TRIONET_WEBHOOK_SECRET",
+        _secret,
+        "HMAC-SHA256 key webhook requests are signed with, 16 characters or more",
+    ),
     "retention_days": (
         "TRIONET_RETENTION_DAYS",
         _float(0),
@@ -450,6 +471,6 @@ ENV: dict[str, tuple[str, Callable[[str], Any], str]] = {
     ),
 }
 
-_SECRETS = frozenset({"api_key", "jwt_secret"})
+_SECRETS = frozenset({"api_key", "jwt_secret", "webhook_secret"})
 
 assert set(ENV) == {f.name for f in dataclasses.fields(Settings)}, "every setting has a variable"

@@ -65,7 +65,7 @@ async def ids_of_page(store: Store, user: int, **kw: Any) -> list[int]:
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: every table the store keeps (emptied between tests; trionet_migrations is kept)
 TABLES = ("users", "sessions", "groups", "group_members", "messages", "notifications",
-          "conversations", "read_markers", "blocks")
+          "conversations", "read_markers", "blocks", "webhook_outbox")
 
 
 def admin_url() -> str:

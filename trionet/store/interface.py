@@ -28,6 +28,7 @@ __all__ = [
     "InlineSaver",
     "MessageStore",
     "NotificationStore",
+    "OutboxStore",
     "ReceiptStore",
     "RetentionStore",
     "Store",
@@ -172,6 +173,27 @@ class NotificationStore(Protocol):
         ...
 
 
+class OutboxStore(Protocol):
+    """The webhook outbox: events for the backend, kept until it took them."""
+
+    async def outbox_add(self, events: Sequence[tuple[int, str]], *, now: float,
+                         bound: int) -> int:
+        """Add (id, JSON body) events, due ``now``; returns how many of the oldest were
+        dropped to keep at most ``bound``."""
+        ...
+
+    async def outbox_claim(self, *, now: float, lease: float,
+                           limit: int) -> list[tuple[int, str, int]]:
+        """Take up to ``limit`` due events for ``lease`` seconds: (id, body, attempt)."""
+        ...
+
+    async def outbox_done(self, event_id: int) -> None: ...
+
+    async def outbox_retry(self, event_id: int, *, next_at: float) -> None: ...
+
+    async def outbox_size(self) -> int: ...
+
+
 class ErasureStore(Protocol):
     """Deleting an account (an erasure request)."""
 
@@ -286,7 +308,7 @@ class InlineSaver(Protocol):
 
 
 class Store(AccountStore, GroupStore, MessageStore, NotificationStore, ReceiptStore, ChangeStore,
-            BlockStore, RetentionStore, ErasureStore, Protocol):
+            BlockStore, RetentionStore, ErasureStore, OutboxStore, Protocol):
     """Everything trionet keeps. Open one with :func:`trionet.store.open_store`."""
 
     #: "sqlite" or "postgresql"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import blocks, changes, erasure, receipts, retention
+from .. import blocks, changes, erasure, outbox, receipts, retention
 from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Conn, Database
@@ -100,6 +100,28 @@ def _erase_messages(conn: Conn, user_id: int, after_id: int, chunk: int, at: str
 
 def _delete_account(conn: Conn, user_id: int) -> dict[str, int]:
     return erasure.delete_account(receipts.QmarkConnection(conn), user_id)
+
+
+def _outbox_add(conn: Conn, events: Sequence[tuple[int, str]], now: float,
+                bound: int) -> int:
+    return outbox.outbox_add(receipts.QmarkConnection(conn), events, now, bound)
+
+
+def _outbox_claim(conn: Conn, now: float, lease: float,
+                  limit: int) -> list[tuple[int, str, int]]:
+    return outbox.outbox_claim(receipts.QmarkConnection(conn), now, lease, limit)
+
+
+def _outbox_done(conn: Conn, event_id: int) -> None:
+    outbox.outbox_done(receipts.QmarkConnection(conn), event_id)
+
+
+def _outbox_retry(conn: Conn, event_id: int, next_at: float) -> None:
+    outbox.outbox_retry(receipts.QmarkConnection(conn), event_id, next_at)
+
+
+def _outbox_size(conn: Conn) -> int:
+    return outbox.outbox_size(receipts.QmarkConnection(conn))
 
 
 def _markers_since(conn: Conn, user_id: int, since: int, limit: int) -> list[ReadMarker]:
@@ -263,6 +285,25 @@ class PostgresStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- the webhook outbox ---------------------------------------------------------------
+
+    async def outbox_add(self, events: Sequence[tuple[int, str]], *, now: float,
+                         bound: int) -> int:
+        return await self.db.write(_outbox_add, events, now, bound)
+
+    async def outbox_claim(self, *, now: float, lease: float,
+                           limit: int) -> list[tuple[int, str, int]]:
+        return await self.db.write(_outbox_claim, now, lease, limit)
+
+    async def outbox_done(self, event_id: int) -> None:
+        await self.db.write(_outbox_done, event_id)
+
+    async def outbox_retry(self, event_id: int, *, next_at: float) -> None:
+        await self.db.write(_outbox_retry, event_id, next_at)
+
+    async def outbox_size(self) -> int:
+        return await self.db.read(_outbox_size)
 
     # -- account deletion -----------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import trio
 
 from ...core.errors import StoreUnavailable
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import blocks, changes, erasure, receipts, retention
+from .. import blocks, changes, erasure, outbox, receipts, retention
 from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
 from . import accounts, conversations, groups, messages, notifications
 from .database import Database
@@ -142,6 +142,28 @@ def _erase_messages(conn: sqlite3.Connection, user_id: int, after_id: int, chunk
 
 def _delete_account(conn: sqlite3.Connection, user_id: int) -> dict[str, int]:
     return erasure.delete_account(conn, user_id)
+
+
+def _outbox_add(conn: sqlite3.Connection, events: Sequence[tuple[int, str]], now: float,
+                bound: int) -> int:
+    return outbox.outbox_add(conn, events, now, bound)
+
+
+def _outbox_claim(conn: sqlite3.Connection, now: float, lease: float,
+                  limit: int) -> list[tuple[int, str, int]]:
+    return outbox.outbox_claim(conn, now, lease, limit)
+
+
+def _outbox_done(conn: sqlite3.Connection, event_id: int) -> None:
+    outbox.outbox_done(conn, event_id)
+
+
+def _outbox_retry(conn: sqlite3.Connection, event_id: int, next_at: float) -> None:
+    outbox.outbox_retry(conn, event_id, next_at)
+
+
+def _outbox_size(conn: sqlite3.Connection) -> int:
+    return outbox.outbox_size(conn)
 
 
 def _markers_since(conn: sqlite3.Connection, user_id: int, since: int,
@@ -325,6 +347,25 @@ class SqliteStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    # -- the webhook outbox ---------------------------------------------------------------
+
+    async def outbox_add(self, events: Sequence[tuple[int, str]], *, now: float,
+                         bound: int) -> int:
+        return await self.db.write(_outbox_add, events, now, bound)
+
+    async def outbox_claim(self, *, now: float, lease: float,
+                           limit: int) -> list[tuple[int, str, int]]:
+        return await self.db.write(_outbox_claim, now, lease, limit)
+
+    async def outbox_done(self, event_id: int) -> None:
+        await self.db.write(_outbox_done, event_id)
+
+    async def outbox_retry(self, event_id: int, *, next_at: float) -> None:
+        await self.db.write(_outbox_retry, event_id, next_at)
+
+    async def outbox_size(self) -> int:
+        return await self.db.read(_outbox_size)
 
     # -- account deletion -----------------------------------------------------------------
 

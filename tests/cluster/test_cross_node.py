@@ -388,3 +388,34 @@ async def test_an_account_deleted_on_one_node_is_gone_on_the_other() -> None:
                 await TestServer.send_json(wb, {"type": "private", "to": alice.id,
                                                 "content": "?", "client_id": "2"})
                 assert (await TestServer.receive_json(wb))["code"] == "unknown_user"
+
+
+async def test_webhooks_tell_presence_once_for_the_cluster_and_each_event_once() -> None:
+    from webhook_helpers import SECRET, Receiver
+
+    from trionet.settings import Settings
+
+    hook = Receiver()
+    try:
+        settings = Settings(rate_limit=0, webhook_url=hook.url, webhook_secret=SECRET)
+        async with running_cluster(2, settings) as (one, two):
+            alice, bob = await one.create_user("alice"), await one.create_user("bob")
+            with trio.fail_after(30):
+                async with one.connect(alice) as a1:
+                    await hook.wait_for("user.online")
+                    async with two.connect(alice):  # a second tab, on the other node
+                        await TestServer.send_json(a1, {"type": "private", "to": bob.id,
+                                                        "content": "bob is away",
+                                                        "client_id": "m"})
+                        (event,) = await hook.wait_for("message.offline")
+                        assert event["data"]["offline_user_ids"] == [bob.id]
+                    await trio.sleep(0.5)
+                    assert not [e for e in hook.accepted() if e["type"] == "user.offline"]
+                await hook.wait_for("user.offline")
+                await trio.sleep(0.5)
+        kinds = [e["type"] for e in hook.accepted()]
+        assert sorted(kinds) == ["message.offline", "user.offline", "user.online"]
+        ids = [e["id"] for e in hook.accepted()]
+        assert len(ids) == len(set(ids))
+    finally:
+        hook.close()

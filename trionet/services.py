@@ -16,6 +16,7 @@ import socket
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import trio
 from quart_trio import QuartTrio
@@ -171,6 +172,8 @@ class Services:
         self.hashers = trio.CapacityLimiter(settings.password_hashers)
         self.recent_sends: RecentSends[Pending] = RecentSends()
         self._known_users: set[int] = set()
+        #: the JSON Schema of the WebSocket frames, built on first request (GET /schema/...)
+        self.frame_schema: dict[str, Any] | None = None
         self._admins: dict[int, tuple[float, bool]] = {}
         self.started = False
         self.draining = False

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from quart import Blueprint, Response, request, send_from_directory
 
+from ..realtime.frameschema import frame_schema
+from .common import json_response, services
+
 __all__ = ["STATIC_DIR", "bp", "content_security_policy"]
 
 bp = Blueprint("web", __name__)
@@ -64,3 +67,14 @@ async def _page_headers(response: Response) -> Response:
         response.headers["Cache-Control"] = "no-cache"
         response.headers.pop("Expires", None)
     return response
+
+
+@bp.get("/schema/frames.json")
+async def frames_schema() -> Response:
+    """No authentication. The JSON Schema of every WebSocket frame, this app's own types
+    included (trionet.realtime.frameschema)."""
+    svc = services()
+    schema = svc.frame_schema
+    if schema is None:
+        schema = svc.frame_schema = frame_schema(svc.message_types)
+    return json_response(schema)

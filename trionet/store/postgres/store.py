@@ -13,8 +13,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import blocks, changes, erasure, outbox, receipts, retention
-from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
+from .. import receipts
+from ..records import Conversation, LeaveOutcome, UserRecord
+from ..shared import SharedQueries
 from . import accounts, conversations, groups, messages, notifications
 from .database import Conn, Database
 
@@ -32,103 +33,7 @@ def _conversation_page(conn: Conn, user_id: int, *, limit: int, offset: int,
     return receipts.with_read_states(receipts.QmarkConnection(conn), user_id, page)
 
 
-def _mark_read(conn: Conn, user_id: int, kind: str, target_id: int, up_to: int,
-               event_id: int, at: str) -> ReadState:
-    return receipts.mark_read(receipts.QmarkConnection(conn), user_id, kind, target_id, up_to,
-                              event_id, at)
-
-
-def _group_read_states(conn: Conn, user_id: int,
-                       group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
-    return receipts.group_read_states(receipts.QmarkConnection(conn), user_id, group_ids)
-
-
-def _message(conn: Conn, message_id: int) -> MessageRecord | None:
-    return changes.message_by_id(receipts.QmarkConnection(conn), message_id)
-
-
-def _group_owner(conn: Conn, group_id: int) -> int | None:
-    return changes.group_owner(receipts.QmarkConnection(conn), group_id)
-
-
-def _edit(conn: Conn, message_id: int, content: str, change_id: int, at: str) -> bool:
-    return changes.edit_message(receipts.QmarkConnection(conn), message_id, content, change_id, at)
-
-
-def _delete(conn: Conn, message_id: int, change_id: int, at: str) -> bool:
-    return changes.delete_message(receipts.QmarkConnection(conn), message_id, change_id, at)
-
-
-def _changed_since(conn: Conn, user_id: int, since: int,
-                   limit: int) -> list[tuple[MessageRecord, int]]:
-    return changes.changed_since(receipts.QmarkConnection(conn), user_id, since, limit)
-
-
-def _block(conn: Conn, blocker: int, blocked: int, at: str) -> bool:
-    return blocks.block(receipts.QmarkConnection(conn), blocker, blocked, at)
-
-
-def _unblock(conn: Conn, blocker: int, blocked: int) -> bool:
-    return blocks.unblock(receipts.QmarkConnection(conn), blocker, blocked)
-
-
-def _blocked_by(conn: Conn, blocker: int) -> list[int]:
-    return blocks.blocked_by(receipts.QmarkConnection(conn), blocker)
-
-
-def _block_relations(conn: Conn, user_id: int) -> frozenset[int]:
-    return blocks.relations(receipts.QmarkConnection(conn), user_id)
-
-
-def _blocked_among(conn: Conn, user_id: int, others: Sequence[int]) -> set[int]:
-    return blocks.blocked_among(receipts.QmarkConnection(conn), user_id, others)
-
-
-def _expire_messages(conn: Conn, before_id: int, limit: int) -> int:
-    return retention.expire_messages(receipts.QmarkConnection(conn), before_id, limit)
-
-
-def _expire_notifications(conn: Conn, before_id: int, limit: int) -> int:
-    return retention.expire_notifications(receipts.QmarkConnection(conn), before_id, limit)
-
-
-def _erase_messages(conn: Conn, user_id: int, after_id: int, chunk: int, at: str,
-                    change_id: int) -> tuple[int | None, int]:
-    return erasure.erase_messages(receipts.QmarkConnection(conn), user_id, after_id, chunk, at,
-                                  change_id)
-
-
-def _delete_account(conn: Conn, user_id: int) -> dict[str, int]:
-    return erasure.delete_account(receipts.QmarkConnection(conn), user_id)
-
-
-def _outbox_add(conn: Conn, events: Sequence[tuple[int, str]], now: float,
-                bound: int) -> int:
-    return outbox.outbox_add(receipts.QmarkConnection(conn), events, now, bound)
-
-
-def _outbox_claim(conn: Conn, now: float, lease: float,
-                  limit: int) -> list[tuple[int, str, int]]:
-    return outbox.outbox_claim(receipts.QmarkConnection(conn), now, lease, limit)
-
-
-def _outbox_done(conn: Conn, event_id: int) -> None:
-    outbox.outbox_done(receipts.QmarkConnection(conn), event_id)
-
-
-def _outbox_retry(conn: Conn, event_id: int, next_at: float) -> None:
-    outbox.outbox_retry(receipts.QmarkConnection(conn), event_id, next_at)
-
-
-def _outbox_size(conn: Conn) -> int:
-    return outbox.outbox_size(receipts.QmarkConnection(conn))
-
-
-def _markers_since(conn: Conn, user_id: int, since: int, limit: int) -> list[ReadMarker]:
-    return receipts.markers_since(receipts.QmarkConnection(conn), user_id, since, limit)
-
-
-class PostgresStore:
+class PostgresStore(SharedQueries):
     """Everything trionet keeps, in a PostgreSQL database (``postgresql://user@host/db``).
 
     No connection is made until the first call (or :meth:`migrate`). ``pool_size`` bounds
@@ -140,6 +45,9 @@ class PostgresStore:
     """
 
     kind = "postgresql"
+    db: Database
+    #: the shared queries take ``?`` placeholders (trionet.store.shared)
+    _adapt = staticmethod(receipts.QmarkConnection)
 
     def __init__(self, url: str, *, pool_size: int = 8, lock_timeout: float = 5.0,
                  statement_timeout: float = 30.0, connect_timeout: float = 5.0) -> None:
@@ -285,96 +193,6 @@ class PostgresStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
-
-    # -- the webhook outbox ---------------------------------------------------------------
-
-    async def outbox_add(self, events: Sequence[tuple[int, str]], *, now: float,
-                         bound: int) -> int:
-        return await self.db.write(_outbox_add, events, now, bound)
-
-    async def outbox_claim(self, *, now: float, lease: float,
-                           limit: int) -> list[tuple[int, str, int]]:
-        return await self.db.write(_outbox_claim, now, lease, limit)
-
-    async def outbox_done(self, event_id: int) -> None:
-        await self.db.write(_outbox_done, event_id)
-
-    async def outbox_retry(self, event_id: int, *, next_at: float) -> None:
-        await self.db.write(_outbox_retry, event_id, next_at)
-
-    async def outbox_size(self) -> int:
-        return await self.db.read(_outbox_size)
-
-    # -- account deletion -----------------------------------------------------------------
-
-    async def erase_messages(self, user_id: int, after_id: int, chunk: int, *, at: str,
-                             change_id: int) -> tuple[int | None, int]:
-        return await self.db.write(_erase_messages, user_id, after_id, chunk, at, change_id)
-
-    async def delete_account(self, user_id: int) -> dict[str, int]:
-        return await self.db.write(_delete_account, user_id)
-
-    # -- retention ------------------------------------------------------------------------
-
-    async def expire_messages(self, before_id: int, limit: int) -> int:
-        return await self.db.write(_expire_messages, before_id, limit)
-
-    async def expire_notifications(self, before_id: int, limit: int) -> int:
-        return await self.db.write(_expire_notifications, before_id, limit)
-
-    # -- blocks ---------------------------------------------------------------------------
-
-    async def block(self, blocker_id: int, blocked_id: int, *, at: str) -> bool:
-        return await self.db.write(_block, blocker_id, blocked_id, at)
-
-    async def unblock(self, blocker_id: int, blocked_id: int) -> bool:
-        return await self.db.write(_unblock, blocker_id, blocked_id)
-
-    async def blocked_by(self, blocker_id: int) -> list[int]:
-        return await self.db.read(_blocked_by, blocker_id)
-
-    async def block_relations(self, user_id: int) -> frozenset[int]:
-        return await self.db.read(_block_relations, user_id)
-
-    async def blocked_among(self, user_id: int, others: Sequence[int]) -> set[int]:
-        if not others:
-            return set()
-        return await self.db.read(_blocked_among, user_id, others)
-
-    # -- edits and deletes ----------------------------------------------------------------
-
-    async def message(self, message_id: int) -> MessageRecord | None:
-        return await self.db.read(_message, message_id)
-
-    async def group_owner(self, group_id: int) -> int | None:
-        return await self.db.read(_group_owner, group_id)
-
-    async def edit_message(self, message_id: int, content: str, *, change_id: int,
-                           at: str) -> bool:
-        return await self.db.write(_edit, message_id, content, change_id, at)
-
-    async def delete_message(self, message_id: int, *, change_id: int, at: str) -> bool:
-        return await self.db.write(_delete, message_id, change_id, at)
-
-    async def changed_since(self, user_id: int, since: int,
-                            limit: int) -> list[tuple[MessageRecord, int]]:
-        return await self.db.read(_changed_since, user_id, since, limit)
-
-    # -- read markers ---------------------------------------------------------------------
-
-    async def mark_conversation_read(self, user_id: int, kind: str, target_id: int,
-                                     up_to: int, *, event_id: int, at: str) -> ReadState:
-        return await self.db.write(_mark_read, user_id, kind, target_id, up_to, event_id, at)
-
-    async def group_read_states(self, user_id: int,
-                                group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
-        if not group_ids:
-            return {}
-        return await self.db.read(_group_read_states, user_id, group_ids)
-
-    async def read_markers_since(self, user_id: int, since: int,
-                                 limit: int) -> list[ReadMarker]:
-        return await self.db.read(_markers_since, user_id, since, limit)
 
     # -- notifications --------------------------------------------------------------------
 

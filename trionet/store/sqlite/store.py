@@ -14,8 +14,9 @@ import trio
 
 from ...core.errors import StoreUnavailable
 from ...interfaces import MessageRecord, NotificationRecord
-from .. import blocks, changes, erasure, outbox, receipts, retention
-from ..records import Conversation, LeaveOutcome, ReadMarker, ReadState, UserRecord
+from .. import receipts
+from ..records import Conversation, LeaveOutcome, UserRecord
+from ..shared import SharedQueries
 from . import accounts, conversations, groups, messages, notifications
 from .database import Database
 
@@ -76,109 +77,15 @@ def _conversation_page(conn: sqlite3.Connection, user_id: int, *, limit: int, of
     return receipts.with_read_states(conn, user_id, page)
 
 
-def _mark_read(conn: sqlite3.Connection, user_id: int, kind: str, target_id: int, up_to: int,
-               event_id: int, at: str) -> ReadState:
-    return receipts.mark_read(conn, user_id, kind, target_id, up_to, event_id, at)
-
-
-def _group_read_states(conn: sqlite3.Connection, user_id: int,
-                       group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
-    return receipts.group_read_states(conn, user_id, group_ids)
-
-
-def _message(conn: sqlite3.Connection, message_id: int) -> MessageRecord | None:
-    return changes.message_by_id(conn, message_id)
-
-
-def _group_owner(conn: sqlite3.Connection, group_id: int) -> int | None:
-    return changes.group_owner(conn, group_id)
-
-
-def _edit(conn: sqlite3.Connection, message_id: int, content: str, change_id: int, at: str) -> bool:
-    return changes.edit_message(conn, message_id, content, change_id, at)
-
-
-def _delete(conn: sqlite3.Connection, message_id: int, change_id: int, at: str) -> bool:
-    return changes.delete_message(conn, message_id, change_id, at)
-
-
-def _changed_since(conn: sqlite3.Connection, user_id: int, since: int,
-                   limit: int) -> list[tuple[MessageRecord, int]]:
-    return changes.changed_since(conn, user_id, since, limit)
-
-
-def _block(conn: sqlite3.Connection, blocker: int, blocked: int, at: str) -> bool:
-    return blocks.block(conn, blocker, blocked, at)
-
-
-def _unblock(conn: sqlite3.Connection, blocker: int, blocked: int) -> bool:
-    return blocks.unblock(conn, blocker, blocked)
-
-
-def _blocked_by(conn: sqlite3.Connection, blocker: int) -> list[int]:
-    return blocks.blocked_by(conn, blocker)
-
-
-def _block_relations(conn: sqlite3.Connection, user_id: int) -> frozenset[int]:
-    return blocks.relations(conn, user_id)
-
-
-def _blocked_among(conn: sqlite3.Connection, user_id: int, others: Sequence[int]) -> set[int]:
-    return blocks.blocked_among(conn, user_id, others)
-
-
-def _expire_messages(conn: sqlite3.Connection, before_id: int, limit: int) -> int:
-    return retention.expire_messages(conn, before_id, limit)
-
-
-def _expire_notifications(conn: sqlite3.Connection, before_id: int, limit: int) -> int:
-    return retention.expire_notifications(conn, before_id, limit)
-
-
-def _erase_messages(conn: sqlite3.Connection, user_id: int, after_id: int, chunk: int, at: str,
-                    change_id: int) -> tuple[int | None, int]:
-    return erasure.erase_messages(conn, user_id, after_id, chunk, at, change_id)
-
-
-def _delete_account(conn: sqlite3.Connection, user_id: int) -> dict[str, int]:
-    return erasure.delete_account(conn, user_id)
-
-
-def _outbox_add(conn: sqlite3.Connection, events: Sequence[tuple[int, str]], now: float,
-                bound: int) -> int:
-    return outbox.outbox_add(conn, events, now, bound)
-
-
-def _outbox_claim(conn: sqlite3.Connection, now: float, lease: float,
-                  limit: int) -> list[tuple[int, str, int]]:
-    return outbox.outbox_claim(conn, now, lease, limit)
-
-
-def _outbox_done(conn: sqlite3.Connection, event_id: int) -> None:
-    outbox.outbox_done(conn, event_id)
-
-
-def _outbox_retry(conn: sqlite3.Connection, event_id: int, next_at: float) -> None:
-    outbox.outbox_retry(conn, event_id, next_at)
-
-
-def _outbox_size(conn: sqlite3.Connection) -> int:
-    return outbox.outbox_size(conn)
-
-
-def _markers_since(conn: sqlite3.Connection, user_id: int, since: int,
-                   limit: int) -> list[ReadMarker]:
-    return receipts.markers_since(conn, user_id, since, limit)
-
-
 #: most records a batch may hold to be committed on the event loop (about 2.5 ms of it)
 INLINE_MAX_ROWS = 200
 
 
-class SqliteStore:
+class SqliteStore(SharedQueries):
     """Everything trionet keeps, in one SQLite file (see :class:`Database`)."""
 
     kind = "sqlite"
+    db: Database
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
         self.db = Database(path, synchronous=synchronous)
@@ -347,96 +254,6 @@ class SqliteStore:
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
-
-    # -- the webhook outbox ---------------------------------------------------------------
-
-    async def outbox_add(self, events: Sequence[tuple[int, str]], *, now: float,
-                         bound: int) -> int:
-        return await self.db.write(_outbox_add, events, now, bound)
-
-    async def outbox_claim(self, *, now: float, lease: float,
-                           limit: int) -> list[tuple[int, str, int]]:
-        return await self.db.write(_outbox_claim, now, lease, limit)
-
-    async def outbox_done(self, event_id: int) -> None:
-        await self.db.write(_outbox_done, event_id)
-
-    async def outbox_retry(self, event_id: int, *, next_at: float) -> None:
-        await self.db.write(_outbox_retry, event_id, next_at)
-
-    async def outbox_size(self) -> int:
-        return await self.db.read(_outbox_size)
-
-    # -- account deletion -----------------------------------------------------------------
-
-    async def erase_messages(self, user_id: int, after_id: int, chunk: int, *, at: str,
-                             change_id: int) -> tuple[int | None, int]:
-        return await self.db.write(_erase_messages, user_id, after_id, chunk, at, change_id)
-
-    async def delete_account(self, user_id: int) -> dict[str, int]:
-        return await self.db.write(_delete_account, user_id)
-
-    # -- retention ------------------------------------------------------------------------
-
-    async def expire_messages(self, before_id: int, limit: int) -> int:
-        return await self.db.write(_expire_messages, before_id, limit)
-
-    async def expire_notifications(self, before_id: int, limit: int) -> int:
-        return await self.db.write(_expire_notifications, before_id, limit)
-
-    # -- blocks ---------------------------------------------------------------------------
-
-    async def block(self, blocker_id: int, blocked_id: int, *, at: str) -> bool:
-        return await self.db.write(_block, blocker_id, blocked_id, at)
-
-    async def unblock(self, blocker_id: int, blocked_id: int) -> bool:
-        return await self.db.write(_unblock, blocker_id, blocked_id)
-
-    async def blocked_by(self, blocker_id: int) -> list[int]:
-        return await self.db.read(_blocked_by, blocker_id)
-
-    async def block_relations(self, user_id: int) -> frozenset[int]:
-        return await self.db.read(_block_relations, user_id)
-
-    async def blocked_among(self, user_id: int, others: Sequence[int]) -> set[int]:
-        if not others:
-            return set()
-        return await self.db.read(_blocked_among, user_id, others)
-
-    # -- edits and deletes ----------------------------------------------------------------
-
-    async def message(self, message_id: int) -> MessageRecord | None:
-        return await self.db.read(_message, message_id)
-
-    async def group_owner(self, group_id: int) -> int | None:
-        return await self.db.read(_group_owner, group_id)
-
-    async def edit_message(self, message_id: int, content: str, *, change_id: int,
-                           at: str) -> bool:
-        return await self.db.write(_edit, message_id, content, change_id, at)
-
-    async def delete_message(self, message_id: int, *, change_id: int, at: str) -> bool:
-        return await self.db.write(_delete, message_id, change_id, at)
-
-    async def changed_since(self, user_id: int, since: int,
-                            limit: int) -> list[tuple[MessageRecord, int]]:
-        return await self.db.read(_changed_since, user_id, since, limit)
-
-    # -- read markers ---------------------------------------------------------------------
-
-    async def mark_conversation_read(self, user_id: int, kind: str, target_id: int,
-                                     up_to: int, *, event_id: int, at: str) -> ReadState:
-        return await self.db.write(_mark_read, user_id, kind, target_id, up_to, event_id, at)
-
-    async def group_read_states(self, user_id: int,
-                                group_ids: Sequence[int]) -> dict[int, tuple[int | None, int]]:
-        if not group_ids:
-            return {}
-        return await self.db.read(_group_read_states, user_id, group_ids)
-
-    async def read_markers_since(self, user_id: int, since: int,
-                                 limit: int) -> list[ReadMarker]:
-        return await self.db.read(_markers_since, user_id, since, limit)
 
     # -- notifications --------------------------------------------------------------------
 

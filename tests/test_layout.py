@@ -221,7 +221,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # pure code, and the leaves every layer may use
     ("trionet.core", "trionet.interfaces", "trionet.settings", "trionet.metrics"),
     ("trionet.store", "trionet.asgi", "trionet.backplane"),
-    ("trionet.realtime", "trionet.auth"),
+    ("trionet.realtime", "trionet.auth", "trionet.jwtkeys"),
     ("trionet.services",),
     ("trionet.api",),
 )  # everything else (app, server, cli, testing, client, the package itself) is the top

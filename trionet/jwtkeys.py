@@ -26,8 +26,8 @@ from typing import Any, Protocol
 
 import jwt
 import trio
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from .core.jwtalgs import parse_public_key, public_key_algorithm
 
 __all__ = ["JWKS_MAX_BYTES", "JWKS_MAX_KEYS", "JWKS_REFETCH_SECONDS", "JwksKeys", "KeySource",
            "PublicKey", "SecretKey", "public_key_algorithm"]
@@ -67,32 +67,13 @@ class SecretKey:
         return self._secret
 
 
-def public_key_algorithm(key: Any) -> str:
-    """The JWT algorithm of a public key; ValueError for a kind trionet does not take."""
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < 2048:
-            raise ValueError(f"an RSA key of {key.key_size} bits is too weak (2048 at least)")
-        return "RS256"
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, ec.SECP256R1):
-            raise ValueError(f"EC keys must be on P-256 (ES256), not {key.curve.name}")
-        return "ES256"
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "EdDSA"
-    raise ValueError("the key must be an RSA, EC P-256 or Ed25519 public key")
-
-
 def load_public_key(path: str) -> tuple[Any, str]:
     """A PEM public key from a file, and its algorithm; ValueError naming what is wrong."""
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        key = load_pem_public_key(data)
-    except ValueError:
-        raise ValueError(f"{path} holds no PEM public key") from None
-    return key, public_key_algorithm(key)
+    return parse_public_key(data, path)
 
 
 class PublicKey:

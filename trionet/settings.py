@@ -267,9 +267,15 @@ def _jwt_secret(raw: str) -> str:
 
 
 def _public_key_file(raw: str) -> str:
-    from .jwtkeys import load_public_key
+    from pathlib import Path
 
-    load_public_key(raw)  # raises ValueError naming what is wrong with it
+    from .core.jwtalgs import parse_public_key
+
+    try:
+        data = Path(raw).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {raw}: {exc.strerror}") from None
+    parse_public_key(data, raw)  # raises ValueError naming what is wrong with it
     return raw
 
 

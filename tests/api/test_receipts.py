@@ -261,3 +261,39 @@ async def test_a_resume_replays_the_markers_that_moved_after_its_cursor(
         async with server.connect(alice, query=f"since={2**52}") as wa:
             while (frame := await recv(wa))["type"] != "synced":
                 assert frame["type"] != "read", frame
+
+
+async def test_include_groups_merges_both_kinds_by_latest_message(
+    server: TestServer, http: Api
+) -> None:
+    alice, bob = await quick_user(server, "alice"), await quick_user(server, "bob")
+    carol = await quick_user(server, "carol")
+    with trio.fail_after(15):
+        quiet_group = await make_group(http, alice, bob, name="Quiet")  # no message: not listed
+        team = await make_group(http, alice, bob, name="Team")
+        async with server.connect(alice) as wa, server.connect(carol) as wc:
+            (to_bob,) = await say(wa, bob, "to bob")
+            g = await acked(wa, {"type": "group", "group_id": team, "content": "team"}, "g")
+            (from_carol,) = await say(wc, bob, "from carol")
+        r = await http.get(bob, "/api/conversations", include="groups")
+        assert r.status_code == 200, r.text
+        items = r.json()["conversations"]
+        assert [item.get("user", item.get("group"))["id"] for item in items] == [
+            carol.id, team, alice.id]
+        assert [item["last_message"]["id"] for item in items] == [from_carol, g["id"], to_bob]
+        group_item = items[1]
+        assert group_item["group"] == {"id": team, "name": "Team"}
+        assert (group_item["unread_count"], group_item["last_read_id"]) == (1, None)
+        assert "peer_read_id" not in group_item
+        assert quiet_group not in [i.get("group", {}).get("id") for i in items]
+        # paged like the private list, across both kinds
+        r = await http.get(bob, "/api/conversations", include="groups", limit=1, offset=1)
+        assert [i["last_message"]["id"] for i in r.json()["conversations"]] == [g["id"]]
+        assert r.json()["has_more"] is True
+        r = await http.get(bob, "/api/conversations", include="groups", before_id=g["id"])
+        assert [i["last_message"]["id"] for i in r.json()["conversations"]] == [to_bob]
+        # without it: private conversations only, as before
+        r = await http.get(bob, "/api/conversations")
+        assert [i["user"]["id"] for i in r.json()["conversations"]] == [carol.id, alice.id]
+        r = await http.get(bob, "/api/conversations", include="everything")
+        assert r.status_code == 400

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from quart import Blueprint, Response, request
@@ -10,6 +10,7 @@ from quart import Blueprint, Response, request
 from ..core.errors import ApiError, ErrorCode, FrameError
 from ..core.frames import message_frame
 from ..realtime.receipts import mark_read
+from ..store import Conversation
 from .common import current_identity, int_param, json_body, json_response, services
 from .paging import MAX_ID, page_params
 
@@ -58,22 +59,50 @@ async def group_history() -> Response:
 
 @bp.get("/api/conversations")
 async def conversation_list() -> Response:
-    """The caller's private conversations, most recent first, each with its latest message.
+    """The caller's private conversations (with ``include=groups``, their groups too), most
+    recent first, each with its latest message and read state.
 
     Paged like history; ``before_id`` keeps conversations whose latest message is older.
     """
     identity = await current_identity()
     page = page_params(request.args)
-    found = await services().store.conversation_page(
-        identity.user_id, limit=page.fetch, offset=page.offset, before_id=page.before_id)
-    rows, has_more = page.cut(found)
-    items = [
-        {"user": {"id": c.peer_id, "username": c.peer_username},
-         "last_message": message_frame(c.last_message), "unread_count": c.unread_count,
-         "last_read_id": c.last_read_id, "peer_read_id": c.peer_read_id}
-        for c in rows
-    ]
-    return json_response({"conversations": items, "has_more": has_more})
+    include = request.args.get("include", "")
+    if include not in ("", "groups"):
+        raise ApiError(400, ErrorCode.BAD_REQUEST, "query parameter 'include' may only be"
+                       " 'groups'")
+    store = services().store
+    if not include:
+        found = await store.conversation_page(
+            identity.user_id, limit=page.fetch, offset=page.offset, before_id=page.before_id)
+        rows, has_more = page.cut([_private_item(c) for c in found])
+        return json_response({"conversations": rows, "has_more": has_more})
+    # both kinds, merged by latest message: every candidate down to this page's end
+    private = await store.conversation_page(identity.user_id, limit=page.offset + page.fetch,
+                                            offset=0, before_id=page.before_id)
+    items = [(c.last_message.id, _private_item(c)) for c in private]
+    mine, _ = await store.groups_of(identity.user_id)
+    latest: list[tuple[dict[str, Any], Any]] = []
+    for group in mine:
+        newest = await store.group_page(int(group["id"]), limit=1, offset=0,
+                                        before_id=page.before_id)
+        if newest:
+            latest.append((group, newest[0]))
+    states = await store.group_read_states(identity.user_id,
+                                           [int(g["id"]) for g, _ in latest])
+    for group, message in latest:
+        last_read, unread = states.get(int(group["id"]), (None, 0))
+        items.append((message.id, {"group": {"id": group["id"], "name": group["name"]},
+                                   "last_message": message_frame(message),
+                                   "unread_count": unread, "last_read_id": last_read}))
+    items.sort(key=lambda pair: pair[0], reverse=True)
+    rows, has_more = page.cut([item for _, item in items[page.offset:page.offset + page.fetch]])
+    return json_response({"conversations": rows, "has_more": has_more})
+
+
+def _private_item(c: Conversation) -> dict[str, Any]:
+    return {"user": {"id": c.peer_id, "username": c.peer_username},
+            "last_message": message_frame(c.last_message), "unread_count": c.unread_count,
+            "last_read_id": c.last_read_id, "peer_read_id": c.peer_read_id}
 
 
 Id = Annotated[int, msgspec.Meta(gt=0, le=MAX_ID)]

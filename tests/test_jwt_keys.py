@@ -182,3 +182,16 @@ async def test_a_jwks_url_serves_keys_by_kid_and_follows_a_rotation(
             hs = jwt.encode({"sub": "7", "exp": int(time.time()) + 60}, "s" * 32,
                             algorithm="HS256", headers={"kid": "k2"})
             assert await status(server, hs) == 401
+
+
+async def test_a_header_that_is_not_a_jwt_header_is_a_401(tmp_path: Path) -> None:
+    private = KEYS["EdDSA"]()
+    path = tmp_path / "key.pem"
+    path.write_bytes(pem(private))
+    async with running_server(Settings(rate_limit=0, jwt_public_key=str(path))) as server:
+        with trio.fail_after(10):
+            def part(data: bytes) -> str:
+                return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+            odd = ".".join((part(b'{"alg":["EdDSA"]}'), part(b'{"sub":"7"}'), part(b"x")))
+            assert await status(server, odd) == 401

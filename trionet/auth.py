@@ -166,6 +166,8 @@ class JwtResolver:
         except jwt.PyJWTError:
             return None
         alg = header.get("alg")
+        if not isinstance(alg, str):
+            return None
         required = ["sub", "exp"]
         if self._audience is not None:
             required.append("aud")
@@ -185,6 +187,10 @@ class JwtResolver:
                 continue
             return claims
         return None
+
+    def forget(self, user_id: int) -> None:
+        """The account was deleted: the next token for it is checked afresh."""
+        self._known.discard(user_id)
 
     async def resolve(self, handshake: Handshake) -> Identity | None:
         token = bearer(handshake)

@@ -11,7 +11,9 @@ confusion), and an HS256 secret never verifies an RS256 token.
   token names a key id (``kid``) it does not hold yet, at most once every
   :data:`JWKS_REFETCH_SECONDS` (so tokens with made-up ids cannot make trionet hammer the
   backend), with a timeout, at most :data:`JWKS_MAX_BYTES` and :data:`JWKS_MAX_KEYS` keys.
-  Keys that left the set are dropped at the next fetch, so a rotation needs no restart.
+  Keys that left the set are dropped at the next fetch, so a rotation needs no restart; the
+  set is also fetched again once it is :data:`JWKS_MAX_AGE` old, so a key the backend removed
+  stops verifying within that even when no token names a new key.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ import trio
 
 from .core.jwtalgs import parse_public_key, public_key_algorithm
 
-__all__ = ["JWKS_MAX_BYTES", "JWKS_MAX_KEYS", "JWKS_REFETCH_SECONDS", "JwksKeys", "KeySource",
-           "PublicKey", "SecretKey", "public_key_algorithm"]
+__all__ = ["JWKS_MAX_AGE", "JWKS_MAX_BYTES", "JWKS_MAX_KEYS", "JWKS_REFETCH_SECONDS", "JwksKeys",
+           "KeySource", "PublicKey", "SecretKey", "public_key_algorithm"]
 
 log = logging.getLogger("trionet.auth")
 
 #: the least time between two fetches of the key set
 JWKS_REFETCH_SECONDS = 30.0
+#: the oldest a fetched key set is used before it is fetched again (a key the backend
+#: removed stops verifying within this)
+JWKS_MAX_AGE = 600.0
 #: the largest key set read (bytes)
 JWKS_MAX_BYTES = 1_000_000
 #: the most keys kept from a key set
@@ -107,10 +112,12 @@ class JwksKeys:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid or len(kid) > 256:
             return None
-        if kid not in self._keys:
+        age = time.monotonic() - self._fetched_at
+        if kid not in self._keys or age >= JWKS_MAX_AGE:
             async with self._lock:  # one fetch at a time; the others find its keys
-                if kid not in self._keys and (
-                        time.monotonic() - self._fetched_at >= self._refetch_every):
+                age = time.monotonic() - self._fetched_at
+                if age >= JWKS_MAX_AGE or (kid not in self._keys
+                                           and age >= self._refetch_every):
                     await self._refresh()
         found = self._keys.get(kid)
         if found is None or found[1] != header.get("alg"):

@@ -75,13 +75,16 @@ class Services:
         self.message_types = MessageTypes((*DEFAULT_TYPES, *message_types))
         #: everything trionet keeps (TRIONET_DATABASE picks SQLite or PostgreSQL)
         self.store: Store = open_store(settings.database, synchronous=settings.db_synchronous)
+        #: trionet's own JWT resolver, when it built one (a deleted account is forgotten there)
+        self._jwt: JwtResolver | None = None
         if resolver is None:
             chain: list[SessionResolver] = [
                 CookieSessionResolver(self.store, settings.cookie_name)]
             if settings.jwt_enabled:
-                chain.append(JwtResolver(self.store, jwt_keys(settings),
-                                         audience=settings.jwt_audience,
-                                         issuer=settings.jwt_issuer))
+                self._jwt = JwtResolver(self.store, jwt_keys(settings),
+                                        audience=settings.jwt_audience,
+                                        issuer=settings.jwt_issuer)
+                chain.append(self._jwt)
             resolver = ChainResolver(chain)
         self.resolver = resolver
         self.groups: GroupMemberFetcher = groups or self.store
@@ -253,6 +256,8 @@ class Services:
         """Drop what this process caches of a user (their account was deleted)."""
         self._known_users.discard(user_id)
         self._admins.pop(user_id, None)
+        if self._jwt is not None:
+            self._jwt.forget(user_id)
 
     async def user_exists(self, user_id: int) -> bool:
         if user_id in self._known_users:

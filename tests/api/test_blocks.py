@@ -136,3 +136,19 @@ async def test_a_block_hides_presence_both_ways(server: TestServer, http: Api) -
                 assert (await http.delete(bob, f"/api/users/{alice.id}/block")).status_code == 204
                 assert await presence_of(wa, bob) is True
                 assert await online(http, alice, bob) == {str(bob.id): True}
+
+
+async def test_read_receipts_do_not_cross_a_block(server: TestServer, http: Api) -> None:
+    alice, bob = await quick_user(server, "alice"), await quick_user(server, "bob")
+    with trio.fail_after(15):
+        async with server.connect(alice) as wa, server.connect(bob) as wb, \
+                server.connect(bob) as wb2:
+            mid = (await answer(wa, {"type": "private", "to": bob.id, "content": "hi"}, "m"))["id"]
+            await next_of_type(wb2, "private")
+            assert (await http.post(bob, f"/api/users/{alice.id}/block")).status_code == 201
+            ack = await answer(wb, {"type": "read", "to": alice.id, "up_to": mid}, "r")
+            assert ack["type"] == "ack"
+            assert (await next_of_type(wb2, "read"))["up_to"] == mid  # his own other tab
+            with trio.move_on_after(0.3):
+                frame = await TestServer.receive_json(wa, ignore=("presence",))
+                raise AssertionError(f"alice heard of bob's read: {frame}")

@@ -195,3 +195,36 @@ async def test_a_resume_brings_the_changes_it_missed(server: TestServer) -> None
                                                            ("deleted", two["id"])]
         assert changes[0]["content"] == "one, edited"
         assert "content" not in changes[1]
+
+
+async def test_more_changes_than_a_replay_carries_bring_a_sync_gap() -> None:
+    from trionet.settings import Settings
+    from trionet.testing import running_server
+
+    async with running_server(Settings(rate_limit=0, replay_limit=3)) as server:
+        alice, bob = await quick_user(server, "alice"), await quick_user(server, "bob")
+        with trio.fail_after(15):
+            async with server.connect(alice) as wa:
+                ids = [(await answer(wa, {"type": "private", "to": bob.id, "content": f"m{i}"},
+                                     f"m{i}"))["id"] for i in range(5)]
+                for i, mid in enumerate(ids):
+                    await answer(wa, {"type": "edit", "id": mid, "content": f"e{i}"}, f"e{i}")
+            async with server.connect(bob, query=f"since={ids[-1]}") as wb:
+                frames = []
+                while (frame := await recv(wb))["type"] != "synced":
+                    frames.append(frame)
+        assert {"type": "sync_gap", "from_id": ids[-1]} in frames
+        edited = [f for f in frames if f["type"] == "edited"]
+        assert [f["id"] for f in edited] == ids[2:]  # the newest three changes
+
+
+async def test_a_block_refuses_edits_too(server: TestServer, http: Api) -> None:
+    alice, bob = await quick_user(server, "alice"), await quick_user(server, "bob")
+    with trio.fail_after(15):
+        async with server.connect(alice) as wa, server.connect(bob) as wb:
+            mid = (await answer(wa, {"type": "private", "to": bob.id, "content": "hi"}, "m"))["id"]
+            await next_of_type(wb, "private")
+            assert (await http.post(bob, f"/api/users/{alice.id}/block")).status_code == 201
+            err = await answer(wa, {"type": "edit", "id": mid, "content": "abuse"}, "e")
+            assert err["code"] == "blocked"
+            await quiet(wb)

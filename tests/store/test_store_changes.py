@@ -40,14 +40,12 @@ async def test_changed_since_lists_what_the_user_may_see_by_last_change(store: S
         await store.edit_message(2, "b", change_id=21, at="t21")  # not user 2's
         await store.delete_message(3, change_id=22, at="t22")
         await store.edit_message(4, "c", change_id=23, at="t23")
-        changed = await store.changed_since(2, 0, 10)
-        assert [(m.id, change) for m, change in changed] == [(1, 20), (3, 22), (4, 23)]
-        assert changed[1][0].deleted
-        assert [m.id for m, _ in await store.changed_since(2, 20, 10)] == [3, 4]
-        assert [m.id for m, _ in await store.changed_since(2, 0, 2)] == [3, 4]  # the newest
-        assert [m.id for m, _ in await store.changed_since(3, 0, 10)] == [2]
+        assert await store.changed_since(2, 0, 10) == [(1, 20), (3, 22), (4, 23)]
+        assert [m for m, _ in await store.changed_since(2, 20, 10)] == [3, 4]
+        assert [m for m, _ in await store.changed_since(2, 0, 2)] == [3, 4]  # the newest
+        assert [m for m, _ in await store.changed_since(3, 0, 10)] == [2]
         await store.edit_message(1, "again", change_id=30, at="t30")
-        assert [(m.id, c) for m, c in await store.changed_since(2, 23, 10)] == [(1, 30)]
+        assert await store.changed_since(2, 23, 10) == [(1, 30)]
         assert await store.group_owner(gid) == 1
         assert await store.group_owner(gid + 100) is None
 

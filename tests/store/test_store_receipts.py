@@ -83,3 +83,19 @@ async def test_markers_since_are_the_users_own_and_their_peers_newest_last(
         await store.mark_conversation_read(2, "private", 1, 6, event_id=30, at="t30")
         assert await store.read_markers_since(2, 23, 10) == [
             ReadMarker(2, "private", 1, 6, 30, "t30")]
+
+
+async def test_unread_counts_stop_at_the_cap(store: Store) -> None:
+    from trionet.store import receipts
+
+    with trio.fail_after(TIMEOUT):
+        await store.save([private(i, 1, 2, f"m{i}") for i in range(1, receipts.UNREAD_CAP + 6)],
+                         [])
+        (conv,) = await store.conversation_page(2, limit=10, offset=0)
+        assert conv.unread_count == receipts.UNREAD_CAP
+        await store.mark_conversation_read(2, "private", 1, 4, event_id=99_999, at="t")
+        (conv,) = await store.conversation_page(2, limit=10, offset=0)
+        assert conv.unread_count == receipts.UNREAD_CAP  # 1,001 left: still "1,000 or more"
+        await store.mark_conversation_read(2, "private", 1, 100, event_id=100_000, at="t")
+        (conv,) = await store.conversation_page(2, limit=10, offset=0)
+        assert conv.unread_count == receipts.UNREAD_CAP + 5 - 100

@@ -23,6 +23,7 @@ from ..core.ids import IdAllocator, id_to_iso
 from ..core.routing import ConnRef, Target, ToGroup, ToUsers
 from ..interfaces import MessageRecord
 from ..store import ChangeStore
+from .blocks import BlockCache
 from .membership import MembershipCache
 from .routequeue import RouteQueue
 
@@ -34,6 +35,7 @@ class ChangeServices(Protocol):
 
     store: Any  # a ChangeStore (the app's Store)
     membership: MembershipCache
+    blocks: BlockCache
     ids: IdAllocator
     routes: RouteQueue
 
@@ -73,7 +75,8 @@ async def edit_message(svc: ChangeServices, user_id: int, message_id: int, conte
     """Replace the content of ``user_id``'s message ``message_id``; returns the edit's time.
 
     Raises :class:`FrameError`: ``not_found`` (no such message the user may see, or it was
-    deleted), ``forbidden`` (someone else's message, or an application-defined type).
+    deleted), ``forbidden`` (someone else's message, or an application-defined type),
+    ``blocked`` (a private message, and the two block each other now).
     """
     store: ChangeStore = svc.store
     record = await store.message(message_id)
@@ -84,6 +87,10 @@ async def edit_message(svc: ChangeServices, user_id: int, message_id: int, conte
     if record.subtype is not None:
         raise FrameError(ErrorCode.FORBIDDEN,
                          f"{record.subtype} messages cannot be edited", client_id)
+    if record.recipient_id is not None and await svc.blocks.between(user_id,
+                                                                    record.recipient_id):
+        raise FrameError(ErrorCode.BLOCKED, f"you and user {record.recipient_id} cannot write"
+                         " to each other (a block)", client_id)
     change_id = svc.ids.next()
     at = id_to_iso(change_id)
     if await store.edit_message(message_id, content, change_id=change_id, at=at):

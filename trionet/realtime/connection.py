@@ -48,6 +48,10 @@ ABUSE_SECONDS = 10.0
 COALESCE_MAX = JOIN_MAX
 #: how long the server waits for the peer to answer its close before dropping the socket
 CLOSE_WAIT_SECONDS = 2.0
+#: the least look-back of the replay of edits, deletes and read markers (seconds)
+CHANGES_LOOKBACK_SECONDS = 5.0
+#: changed messages read (and written) per page of a replay
+CHANGES_PAGE_ROWS = 16
 #: how long after connecting a resuming connection checks resends and replayed ids
 DEDUPE_SECONDS = 60.0
 #: most records, and most bytes of stored content, one page of a replay reads from the store
@@ -392,12 +396,23 @@ class _Session:
             head = []
             del messages, notifications, frames  # only the encoded page waits for the socket
             await self._write_replay(out)
-        # the edits and deletes, and the read markers, since (state, not events: replaying
-        # one twice is harmless, so the look-back cursor serves here too)
-        back = looked_back(since, lookback) or 0
-        changed = await svc.store.changed_since(user_id, back, limit)
-        head += [protocol.encode(change_frame(record, id_to_iso(change_id)))
-                 for record, change_id in changed]
+        # the edits and deletes, and the read markers, since: state, not events, so a
+        # look-back (always: their ids are taken before their own write commits, on one node
+        # too) costs only a few frames sent again
+        back = looked_back(since, max(lookback, CHANGES_LOOKBACK_SECONDS)) or 0
+        changed = await svc.store.changed_since(user_id, back, limit + 1)
+        if len(changed) > limit:  # more than a replay carries: the client reloads history
+            changed = changed[-limit:]
+            head.append(protocol.encode({"type": "sync_gap", "from_id": since}))
+        for start in range(0, len(changed), CHANGES_PAGE_ROWS):
+            some = changed[start:start + CHANGES_PAGE_ROWS]
+            records, _ = await svc.store.replay_page(user_id, [mid for mid, _ in some], [])
+            current = {r.id: r for r in records}
+            out = head + [protocol.encode(change_frame(current[mid], id_to_iso(change_id)))
+                          for mid, change_id in some if mid in current]
+            head = []
+            del records, current
+            await self._write_replay(out)
         markers = await svc.store.read_markers_since(user_id, back, limit)
         head += [protocol.encode(read_frame(marker)) for marker in markers]
         synced: dict[str, object] = {"type": "synced", "last_id": last_id}

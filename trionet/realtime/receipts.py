@@ -21,6 +21,7 @@ from ..core.events import Delivery
 from ..core.ids import IdAllocator, id_to_iso
 from ..core.routing import ConnRef, ToUsers, private_target
 from ..store import NotInConversation, ReadMarker, ReadState, ReceiptStore
+from .blocks import BlockCache
 from .membership import MembershipCache
 from .routequeue import RouteQueue
 
@@ -32,6 +33,7 @@ class ReadServices(Protocol):
 
     store: Any  # a ReceiptStore (the app's Store)
     membership: MembershipCache
+    blocks: BlockCache
     ids: IdAllocator
     routes: RouteQueue
 
@@ -81,7 +83,9 @@ async def mark_read(svc: ReadServices, reader_id: int, *, to: int | None, group_
                          client_id) from None
     if state.moved:
         marker = ReadMarker(reader_id, kind, target_id, state.last_read_id, event_id, at)
-        audience = (private_target(reader_id, target_id, origin) if kind == "private"
-                    else ToUsers((reader_id,), origin))
+        if kind == "private" and not await svc.blocks.between(reader_id, target_id):
+            audience: ToUsers = private_target(reader_id, target_id, origin)
+        else:  # a group, or a peer blocked either way: the reader's own tabs only
+            audience = ToUsers((reader_id,), origin)
         await svc.routes.send([Delivery(audience, protocol.encode(read_frame(marker)), "read")])
     return state, at

@@ -20,10 +20,10 @@ of it. :meth:`Webhooks.committed` (the committer's batches) and :meth:`Webhooks.
 only put events in a bounded memory queue (full: dropped and counted); a writer task moves them
 into the store's outbox (bounded: :data:`OUTBOX_BOUND` rows, the oldest dropped and counted),
 and a sender task POSTs the due ones in order, one at a time, :data:`TIMEOUT` seconds each, and
-retries a failure (an error, a timeout, an answer that is not 2xx) after 1, 2, 4... seconds, at
-most :data:`MAX_DELAY` apart, :data:`MAX_ATTEMPTS` times. The outbox is in the store, so
-events survive a restart, and every node may send from it (a claimed event is leased, so two
-nodes never send it at once). Counted in ``trionet_webhooks_total{outcome}``.
+retries a failure (an error, a timeout, an answer that is not 2xx, a redirect included) after
+1, 2, 4... seconds, at most :data:`MAX_DELAY` apart, :data:`MAX_ATTEMPTS` times. The outbox is
+in the store, so events survive a restart, and every node may send from it (a claimed event
+is leased, so two nodes never send it at once). Counted in ``trionet_webhooks_total{outcome}``.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ TIMEOUT = 10.0
 MAX_DELAY = 300.0
 #: attempts before an event is dropped (about 45 minutes of retries)
 MAX_ATTEMPTS = 15
-#: events claimed per round
-CLAIM = 20
+#: events claimed per round: one, so a claim's lease covers the one POST it waits for
+CLAIM = 1
 #: seconds a claimed event is held by its sender (then, if that sender died mid-attempt,
 #: another takes it): longer than a POST may take
 LEASE = TIMEOUT + 2
@@ -110,6 +110,13 @@ def offline_recipients(pending: Pending, is_online: Callable[[int], bool]) -> li
     return [u for u in users if not is_online(u)]
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer that is not 2xx (a POST is never turned into a GET)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 class Webhooks:
     """Events for the backend: queued by the delivery path, sent by :meth:`run`."""
 
@@ -120,7 +127,7 @@ class Webhooks:
         self._secret = secret
         self._ids = ids
         self._is_online = is_online
-        self._send, self._recv = trio.open_memory_channel[tuple[int, str]](QUEUE)
+        self._send, self._recv = trio.open_memory_channel[tuple[int, str, int | None]](QUEUE)
         self._wake = trio.Event()
         self.events = Counter("trionet_webhooks", "Webhook events, by outcome (queued, sent,"
                               " retried, dropped)", ["outcome"], registry=metrics.registry)
@@ -143,19 +150,19 @@ class Webhooks:
                     "offline_user_ids": offline})
             elif p.message is not None:
                 self._emit("message.offline", {"message": message_frame(p.message),
-                                               "offline_user_ids": offline})
+                                               "offline_user_ids": offline}, p.message.id)
 
     def presence(self, user_id: int, online: bool) -> None:
         """Queue ``user.online`` / ``user.offline`` (the first connection anywhere opened,
         or the last one closed)."""
         self._emit("user.online" if online else "user.offline", {"user_id": user_id})
 
-    def _emit(self, kind: str, data: dict[str, Any]) -> None:
+    def _emit(self, kind: str, data: dict[str, Any], message_id: int | None = None) -> None:
         event_id = self._ids.next()
         body = json.dumps({"id": str(event_id), "type": kind, "created_at": id_to_iso(event_id),
                            "data": data}, separators=(",", ":"))
         try:
-            self._send.send_nowait((event_id, body))
+            self._send.send_nowait((event_id, body, message_id))
         except trio.WouldBlock:
             self.events.labels("dropped").inc()
             return
@@ -232,6 +239,8 @@ class Webhooks:
         except Exception:  # the lease runs out and the event comes due again
             log.exception("could not record the outcome of webhook event %d", event_id)
 
+    _opener = urllib.request.build_opener(_NoRedirects)
+
     def _post(self, event_id: int, body: bytes) -> int:
         timestamp = int(time.time())
         request = urllib.request.Request(self.url, data=body, method="POST", headers={
@@ -239,7 +248,7 @@ class Webhooks:
             "X-Trionet-Event-Id": str(event_id), "X-Trionet-Timestamp": str(timestamp),
             "X-Trionet-Signature": sign(self._secret, timestamp, body)})
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+            with self._opener.open(request, timeout=TIMEOUT) as response:
                 response.read(65536)
                 return int(response.status)
         except urllib.error.HTTPError as exc:

@@ -49,11 +49,13 @@ def relations(conn: _Connection, user_id: int) -> frozenset[int]:
 
 def blocked_among(conn: _Connection, user_id: int, others: Sequence[int]) -> set[int]:
     """Those of ``others`` who block ``user_id`` or whom it blocks."""
-    if not others:
-        return set()
-    marks = ", ".join("?" * len(others))
-    rows = conn.execute(
-        f"SELECT blocked_id FROM blocks WHERE blocker_id = ? AND blocked_id IN ({marks})"
-        f" UNION SELECT blocker_id FROM blocks WHERE blocked_id = ? AND blocker_id IN ({marks})",
-        (user_id, *others, user_id, *others)).fetchall()
-    return {int(r[0]) for r in rows}
+    found: set[int] = set()
+    for start in range(0, len(others), 400):  # two IN lists of 400 per statement at most
+        chunk = others[start:start + 400]
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT blocked_id FROM blocks WHERE blocker_id = ? AND blocked_id IN ({marks})"
+            " UNION SELECT blocker_id FROM blocks WHERE blocked_id = ?"
+            f" AND blocker_id IN ({marks})", (user_id, *chunk, user_id, *chunk)).fetchall()
+        found.update(int(r[0]) for r in rows)
+    return found

@@ -57,17 +57,19 @@ def delete_message(conn: _Connection, message_id: int, change_id: int, at: str) 
     cur = conn.execute(
         "UPDATE messages SET content = '', deleted_at = ?, change_id = ?"
         " WHERE id = ? AND deleted_at IS NULL", (at, change_id, message_id))
+    conn.execute("DELETE FROM webhook_outbox WHERE message_id = ?", (message_id,))
     return int(cur.rowcount) == 1
 
 
 def changed_since(conn: _Connection, user_id: int, since: int,
-                  limit: int) -> list[tuple[MessageRecord, int]]:
-    """The messages the user may see whose last change came after ``since``, with that
-    change's id; the newest ``limit`` changes, oldest first."""
+                  limit: int) -> list[tuple[int, int]]:
+    """(message id, change id) of the messages the user may see whose last change came after
+    ``since``; the newest ``limit`` changes, oldest first (the replay reads the messages
+    themselves a page at a time)."""
     rows = conn.execute(
-        f"SELECT {_COLUMNS}, change_id FROM messages WHERE change_id > ? AND ({_VISIBLE})"
+        f"SELECT id, change_id FROM messages WHERE change_id > ? AND ({_VISIBLE})"
         " ORDER BY change_id DESC LIMIT ?",
         (since, user_id, user_id, user_id, limit)).fetchall()
-    changed = [(row_to_message(tuple(r)[:-1]), int(r[-1])) for r in rows]
+    changed = [(int(r[0]), int(r[1])) for r in rows]
     changed.reverse()
     return changed

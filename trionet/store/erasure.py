@@ -39,6 +39,9 @@ def erase_messages(conn: _Connection, user_id: int, after_id: int, chunk: int, a
 def delete_account(conn: _Connection, user_id: int) -> dict[str, int]:
     """Delete the user and everything that is theirs alone; returns counts by kind."""
     counts: dict[str, int] = {}
+    # webhook events that carry their (now erased) messages
+    conn.execute("DELETE FROM webhook_outbox WHERE message_id IN"
+                 " (SELECT id FROM messages WHERE sender_id = ?)", (user_id,))
     for kind, sql, params in (
         ("notifications", "DELETE FROM notifications WHERE user_id = ?", (user_id,)),
         ("read_markers", "DELETE FROM read_markers WHERE user_id = ?"

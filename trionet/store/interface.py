@@ -176,10 +176,11 @@ class NotificationStore(Protocol):
 class OutboxStore(Protocol):
     """The webhook outbox: events for the backend, kept until it took them."""
 
-    async def outbox_add(self, events: Sequence[tuple[int, str]], *, now: float,
+    async def outbox_add(self, events: Sequence[tuple[int, str, int | None]], *, now: float,
                          bound: int) -> int:
-        """Add (id, JSON body) events, due ``now``; returns how many of the oldest were
-        dropped to keep at most ``bound``."""
+        """Add (id, JSON body, the message it carries or None) events, due ``now``; returns
+        how many of the oldest were dropped to keep at most ``bound``. Deleting, erasing or
+        expiring a message deletes the events that carry it."""
         ...
 
     async def outbox_claim(self, *, now: float, lease: float,
@@ -264,9 +265,9 @@ class ChangeStore(Protocol):
         ...
 
     async def changed_since(self, user_id: int, since: int,
-                            limit: int) -> list[tuple[MessageRecord, int]]:
-        """The messages the user may see changed after ``since`` (by change id), each with
-        its last change's id; the newest ``limit``, oldest first."""
+                            limit: int) -> list[tuple[int, int]]:
+        """(message id, last change id) of the messages the user may see changed after
+        ``since`` (by change id); the newest ``limit``, oldest first."""
         ...
 
 

@@ -18,13 +18,14 @@ class _Connection(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Any: ...
 
 
-def outbox_add(conn: _Connection, events: Sequence[tuple[int, str]], now: float,
+def outbox_add(conn: _Connection, events: Sequence[tuple[int, str, int | None]], now: float,
                bound: int) -> int:
-    """Add events (id, JSON body), due now; past ``bound`` rows the oldest go. Returns how
-    many were dropped for the bound."""
-    for event_id, body in events:
-        conn.execute("INSERT INTO webhook_outbox (id, body, attempts, next_at)"
-                     " VALUES (?, ?, 0, ?) ON CONFLICT (id) DO NOTHING", (event_id, body, now))
+    """Add events (id, JSON body, the message it carries or None), due now; past ``bound``
+    rows the oldest go. Returns how many were dropped for the bound."""
+    for event_id, body, message_id in events:
+        conn.execute("INSERT INTO webhook_outbox (id, body, attempts, next_at, message_id)"
+                     " VALUES (?, ?, 0, ?, ?) ON CONFLICT (id) DO NOTHING",
+                     (event_id, body, now, message_id))
     size = int(conn.execute("SELECT count(*) FROM webhook_outbox").fetchone()[0])
     if size <= bound:
         return 0

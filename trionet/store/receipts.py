@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from .records import Conversation, NotInConversation, ReadMarker, ReadState
 
 __all__ = [
+    "UNREAD_CAP",
     "QmarkConnection",
     "group_read_states",
     "mark_read",
@@ -48,10 +49,17 @@ class QmarkConnection:
 _IN_PRIVATE = ("SELECT 1 FROM messages WHERE id = ? AND kind = 'private'"
                " AND peer_lo = ? AND peer_hi = ?")
 _IN_GROUP = "SELECT 1 FROM messages WHERE id = ? AND kind = 'group' AND group_id = ?"
-_UNREAD_PRIVATE = ("SELECT count(*) FROM messages WHERE kind = 'private' AND peer_lo = ?"
-                   " AND peer_hi = ? AND id > ? AND sender_id = ? AND deleted_at IS NULL")
-_UNREAD_GROUP = ("SELECT count(*) FROM messages WHERE kind = 'group' AND group_id = ?"
-                 " AND id > ? AND sender_id != ? AND deleted_at IS NULL")
+#: unread messages are counted up to this many (a count at it means "this many or more"), so
+#: a conversation never read costs a bounded walk of its index
+UNREAD_CAP = 1000
+_UNREAD_PRIVATE = ("SELECT count(*) FROM (SELECT 1 FROM messages WHERE kind = 'private'"
+                   " AND peer_lo = ? AND peer_hi = ? AND id > ? AND sender_id = ?"
+                   f" AND deleted_at IS NULL LIMIT {UNREAD_CAP}) AS unread")
+_UNREAD_GROUP = ("SELECT count(*) FROM (SELECT 1 FROM messages WHERE kind = 'group'"
+                 " AND group_id = ? AND id > ? AND sender_id != ? AND deleted_at IS NULL"
+                 f" LIMIT {UNREAD_CAP}) AS unread")
+#: most ids in one ``IN (...)`` list
+_IN_CHUNK = 500
 _MARKER = ("SELECT last_read_id FROM read_markers WHERE user_id = ? AND kind = ?"
            " AND target_id = ?")
 _MOVE = (
@@ -108,13 +116,15 @@ def mark_read(conn: _Connection, user_id: int, kind: str, target_id: int, up_to:
 def _markers_of(conn: _Connection, user_id: int, kind: str,
                 targets: Sequence[int]) -> dict[int, int]:
     """The user's markers in these conversations (one query), by target."""
-    if not targets:
-        return {}
-    marks = ", ".join("?" * len(targets))
-    rows = conn.execute(
-        "SELECT target_id, last_read_id FROM read_markers WHERE user_id = ? AND kind = ?"
-        f" AND target_id IN ({marks})", (user_id, kind, *targets)).fetchall()
-    return {int(r[0]): int(r[1]) for r in rows}
+    found: dict[int, int] = {}
+    for start in range(0, len(targets), _IN_CHUNK):
+        chunk = targets[start:start + _IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.execute(
+            "SELECT target_id, last_read_id FROM read_markers WHERE user_id = ? AND kind = ?"
+            f" AND target_id IN ({marks})", (user_id, kind, *chunk)).fetchall()
+        found.update((int(r[0]), int(r[1])) for r in rows)
+    return found
 
 
 def with_read_states(conn: _Connection, user_id: int,

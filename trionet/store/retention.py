@@ -32,6 +32,7 @@ def expire_messages(conn: _Connection, before_id: int, limit: int) -> int:
                      " OR (user_id = ? AND peer_id = ?)) AND last_message_id < ?",
                      (a, b, b, a, before_id))
     last = int(rows[-1][0])
+    conn.execute("DELETE FROM webhook_outbox WHERE message_id <= ?", (last,))
     cur = conn.execute("DELETE FROM messages WHERE id <= ? AND id < ?", (last, before_id))
     return int(cur.rowcount)
 

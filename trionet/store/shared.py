@@ -79,9 +79,9 @@ class SharedQueries:
         return bool(await self._write(changes.delete_message, message_id, change_id, at))
 
     async def changed_since(self, user_id: int, since: int,
-                            limit: int) -> list[tuple[MessageRecord, int]]:
-        found: list[tuple[MessageRecord, int]] = await self._read(
-            changes.changed_since, user_id, since, limit)
+                            limit: int) -> list[tuple[int, int]]:
+        found: list[tuple[int, int]] = await self._read(changes.changed_since, user_id, since,
+                                                        limit)
         return found
 
     # -- blocks ---------------------------------------------------------------------------
@@ -128,7 +128,7 @@ class SharedQueries:
 
     # -- the webhook outbox ---------------------------------------------------------------
 
-    async def outbox_add(self, events: Sequence[tuple[int, str]], *, now: float,
+    async def outbox_add(self, events: Sequence[tuple[int, str, int | None]], *, now: float,
                          bound: int) -> int:
         return int(await self._write(outbox.outbox_add, events, now, bound))
 

@@ -18,6 +18,7 @@ from ..records import Conversation, LeaveOutcome, UserRecord
 from ..shared import SharedQueries
 from . import accounts, conversations, groups, messages, notifications
 from .database import Conn, Database
+from .text import clean
 
 __all__ = ["PostgresStore"]
 
@@ -193,6 +194,12 @@ class PostgresStore(SharedQueries):
                             limit: int) -> list[int]:
         return await self.db.read(conversations.related_users, user_id, wanted=wanted,
                                   limit=limit)
+
+    async def edit_message(self, message_id: int, content: str, *, change_id: int,
+                           at: str) -> bool:
+        # stored as every message is on PostgreSQL (a NUL cannot be)
+        return await super().edit_message(message_id, clean(content), change_id=change_id,
+                                          at=at)
 
     # -- notifications --------------------------------------------------------------------
 

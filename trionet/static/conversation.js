@@ -17,6 +17,7 @@ import { dot, isOnline, nameNode, nameOf, rememberUser } from "./people.js";
 const PAGE = 50;
 const TYPING_EVERY = 2000; // ms between my typing frames
 const TYPING_SHOWN = 3000; // ms "typing…" stays after the last frame
+const READ_EVERY = 1000; // ms: at most one read frame this often while messages arrive
 
 export class Conversation {
   constructor({ me, socket, sidebar }) {
@@ -32,6 +33,7 @@ export class Conversation {
     this.typingSentAt = 0;
     this.typingSupported = true; // until the server answers unknown_type
     this.readSent = new Map(); // conversation key -> the last up_to this page sent
+    this.readTimer = null;
     this.list = byId("messages");
     this.input = byId("composer-input");
     this.status = byId("pane-status");
@@ -186,7 +188,10 @@ export class Conversation {
     this.showMessage(frame);
     if (atEnd || frame.from === this.me.id) this.scrollToEnd();
     this.paintSeen();
-    this.markRead();
+    // one read a second at most while messages stream in (each read is a write on the server)
+    if (this.readTimer === null) {
+      this.readTimer = setTimeout(() => { this.readTimer = null; this.markRead(); }, READ_EVERY);
+    }
   }
 
   /** Tell the server (and my other tabs) that I have read the open conversation so far. */

@@ -64,6 +64,7 @@ export class Conversation {
 
   /** Open a conversation: {kind: "user" | "group", id}. */
   async open(target) {
+    this.flushRead(); // what the last conversation showed was read before leaving it
     this.target = target;
     this.generation += 1;
     this.ids = new Set();
@@ -192,6 +193,14 @@ export class Conversation {
     if (this.readTimer === null) {
       this.readTimer = setTimeout(() => { this.readTimer = null; this.markRead(); }, READ_EVERY);
     }
+  }
+
+  /** Send now a read that waits for its timer. */
+  flushRead() {
+    if (this.readTimer === null) return;
+    clearTimeout(this.readTimer);
+    this.readTimer = null;
+    this.markRead();
   }
 
   /** Tell the server (and my other tabs) that I have read the open conversation so far. */

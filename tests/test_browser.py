@@ -229,12 +229,12 @@ def failed_login(base: str) -> tuple[str, str]:
 
 def server_down(base: str) -> tuple[str, ...]:
     """The problems a page's reconnecting makes while its server is down: WebSocket handshakes
-    that fail (logged by Chromium from socket.js) and the session probe after each."""
+    that fail (logged by Chromium from trionet-client.js) and the session probe after each."""
     host = re.escape(base.removeprefix("http://"))
     session = re.escape(f"{base}/api/session")
     gone = r"net::ERR_(CONNECTION_REFUSED|CONNECTION_RESET|EMPTY_RESPONSE)"
     return (rf"console error: WebSocket connection to 'ws://{host}/ws\?[^']*' failed: .*"
-            rf" at {re.escape(base)}/static/socket\.js",
+            rf" at {re.escape(base)}/static/trionet-client\.js",
             rf"request failed: GET {session}: {gone}",
             rf"console error: Failed to load resource: {gone} at {session}")
 

@@ -10,7 +10,7 @@ import { byId } from "./dom.js";
 import { Notices } from "./notices.js";
 import { presenceChanged, refreshOnline, rememberUser } from "./people.js";
 import { Sidebar } from "./sidebar.js";
-import { ChatSocket, idAt } from "./socket.js";
+import { TrionetClient, idAt } from "./trionet-client.js";
 
 const NOTE_KEY = "trionet-note";
 
@@ -42,7 +42,11 @@ async function start(me) {
 
   // resume from a few seconds ago by the server's clock: the first connection already
   // replays whatever arrives while the page loads its lists
-  const socket = new ChatSocket({ since: idAt((await serverNow()) - 3000) });
+  const socket = new TrionetClient({
+    since: idAt((await serverNow()) - 3000),
+    // a refused handshake: is the session over? (/api/session answers {"user": null})
+    checkSession: async () => (await get("/api/session")).user !== null,
+  });
   const sidebar = new Sidebar(me);
   const notices = new Notices();
   const pane = new Conversation({ me, socket, sidebar });

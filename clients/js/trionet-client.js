@@ -1,16 +1,18 @@
-// socket.js: the page's one WebSocket to /ws (docs/protocol.md) and what keeps it whole:
-// reconnect with exponential backoff and jitter; resume with ?since=<last message id>
-// &since_notification=<last notification id> so nothing sent meanwhile is missed; resend of
-// every unacknowledged message with its client_id (the server answers a resend with the
-// original ack); ?coalesce=1 frames split on "\n"; frames deduplicated by id; and an
+// trionet-client.js: a client of trionet's WebSocket protocol (docs/protocol.md), for
+// browsers and Node.js, one ES module with no dependencies and no build step. The chat page at
+// / runs on this same file (trionet/static/trionet-client.js is a link to it).
+//
+// What keeps a connection whole: reconnect with exponential backoff and jitter; resume with
+// ?since=<last message id>&since_notification=<last notification id> so nothing sent
+// meanwhile is missed (then "synced", or "gap" when older frames must come from history);
+// resend of every unacknowledged message with its client_id (the server answers a resend with
+// the original ack); ?coalesce=1 frames split on "\n"; frames deduplicated by id; and an
 // application ping, since a browser cannot see a silently dead link.
 //
-// Events (CustomEvent, the payload in .detail): "state" {state, retryAt}, "open", "frame"
-// (a message, notification, presence, typing or broadcast frame), "ack" {frame, ack},
-// "failed" {frame, error}, "error" (an error frame answering no message of ours),
-// "synced", "gap" (older frames must come from history), "session-ended".
-
-import { get } from "./api.js";
+// Events (CustomEvent, the payload in .detail): "state" {state, retryAt, attempt}, "open",
+// "frame" (a message, notification, presence, typing, read, edited, deleted or broadcast
+// frame), "ack" {frame, ack}, "failed" {frame, error}, "error" (an error frame answering no
+// message of ours), "synced", "gap" (older frames must come from history), "session-ended".
 
 const EPOCH_MS = Date.UTC(2025, 0, 1);
 const RESUMABLE = new Set(["private", "group", "notification"]);
@@ -21,15 +23,23 @@ export function idAt(ms) {
   return Math.max(0, Math.floor(ms) - EPOCH_MS) * 4096;
 }
 
-export class ChatSocket extends EventTarget {
+export class TrionetClient extends EventTarget {
   /**
-   * `since`: the resume point for the first connection (an id from the server's clock), so
-   * the very first connection already replays what arrived while the page was loading.
+   * `url`: the WebSocket endpoint (default: /ws of the page's own origin). `since`: the
+   * resume point for the first connection (an id from the server's clock, see idAt), so the
+   * very first connection already replays what arrived before it. `WebSocket`: the
+   * implementation (default: the global one; in Node.js before 22, the `ws` package's), and
+   * `socketOptions` its second argument (with `ws`: {headers: {Authorization: "Bearer ..."}}).
+   * `checkSession`: called after a refused handshake; resolving to false ends the client
+   * ("session-ended"), as a 4001 close does.
    */
-  constructor({ since, path = "/ws", backoffBase = 500, backoffMax = 10000,
-    pingEvery = 15000, resendAfter = 10000 } = {}) {
+  constructor({ url, since, WebSocket: Socket, socketOptions, checkSession,
+    backoffBase = 500, backoffMax = 10000, pingEvery = 15000, resendAfter = 10000 } = {}) {
     super();
-    this.path = path;
+    this.endpoint = url ?? null;
+    this.Socket = Socket ?? globalThis.WebSocket;
+    this.socketOptions = socketOptions;
+    this.checkSessionWith = checkSession ?? null;
     this.lastId = since ?? null;
     this.lastNotificationId = since ?? null;
     this.backoffBase = backoffBase;
@@ -51,7 +61,7 @@ export class ChatSocket extends EventTarget {
   }
 
   start() {
-    window.addEventListener("online", () => this.retryNow());
+    if (typeof window !== "undefined") window.addEventListener("online", () => this.retryNow());
     this.connect();
   }
 
@@ -65,7 +75,7 @@ export class ChatSocket extends EventTarget {
   }
 
   get isOpen() {
-    return this.ws !== null && this.ws.readyState === WebSocket.OPEN;
+    return this.ws !== null && this.ws.readyState === 1; // OPEN, in every implementation
   }
 
   /** Send a message frame; it is kept, and resent after reconnects, until acked or refused. */
@@ -75,6 +85,38 @@ export class ChatSocket extends EventTarget {
     this.pending.set(clientId, { frame: full, sentAt: Date.now() });
     if (this.isOpen) this.ws.send(JSON.stringify(full));
     return full;
+  }
+
+  /** A private message to user `to`; resolves nothing, see the "ack" and "failed" events. */
+  sendPrivate(to, content) {
+    return this.send({ type: "private", to, content });
+  }
+
+  /** A message to group `groupId`. */
+  sendGroup(groupId, content) {
+    return this.send({ type: "group", group_id: groupId, content });
+  }
+
+  /** Replace the content of one of my messages. */
+  edit(id, content) {
+    return this.send({ type: "edit", id, content });
+  }
+
+  /** Delete a message (mine, one of my group's as its owner, or any as an admin). */
+  remove(id) {
+    return this.send({ type: "delete", id });
+  }
+
+  /** I have read the conversation with user `to` (or group `groupId`) up to message `upTo`. */
+  read({ to, groupId, upTo }) {
+    return this.sendEphemeral(to !== undefined
+      ? { type: "read", to, up_to: upTo } : { type: "read", group_id: groupId, up_to: upTo });
+  }
+
+  /** I am typing to user `to` (or in group `groupId`): now or never. */
+  typing({ to, groupId }) {
+    return this.sendEphemeral(to !== undefined
+      ? { type: "typing", to } : { type: "typing", group_id: groupId });
   }
 
   /** Send an ephemeral frame (typing): now or never. */
@@ -96,7 +138,11 @@ export class ChatSocket extends EventTarget {
   }
 
   url() {
-    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    let base = this.endpoint;
+    if (base === null) {
+      const scheme = location.protocol === "https:" ? "wss" : "ws";
+      base = `${scheme}://${location.host}/ws`;
+    }
     const params = ["coalesce=1"];
     if (this.lastId !== null) {
       params.push(`since=${this.lastId}`);
@@ -104,7 +150,7 @@ export class ChatSocket extends EventTarget {
         params.push(`since_notification=${this.lastNotificationId}`);
       }
     }
-    return `${scheme}://${location.host}${this.path}?${params.join("&")}`;
+    return `${base}${base.includes("?") ? "&" : "?"}${params.join("&")}`;
   }
 
   connect() {
@@ -113,7 +159,8 @@ export class ChatSocket extends EventTarget {
     this.setState("connecting");
     let ws;
     try {
-      ws = new WebSocket(this.url());
+      ws = this.socketOptions === undefined
+        ? new this.Socket(this.url()) : new this.Socket(this.url(), this.socketOptions);
     } catch (err) {
       this.scheduleRetry();
       return;
@@ -148,6 +195,9 @@ export class ChatSocket extends EventTarget {
       }
     };
     ws.onclose = (event) => this.closed(ws, event.code, opened);
+    // a refused handshake or a broken link: the close that follows retries (Node's `ws`
+    // throws an error event nobody listens to)
+    ws.onerror = () => {};
   }
 
   /** Every `pingEvery`: ping; drop a link silent for too long; resend stale messages. */
@@ -183,13 +233,14 @@ export class ChatSocket extends EventTarget {
   }
 
   async checkSession() {
-    let session;
+    if (this.checkSessionWith === null) return;
+    let alive;
     try {
-      session = await get("/api/session");
+      alive = await this.checkSessionWith();
     } catch (err) {
       return; // the server is down: the next try asks again
     }
-    if (session.user === null && !this.stopped) {
+    if (alive === false && !this.stopped) {
       this.stop();
       this.emit("session-ended");
     }

@@ -133,7 +133,7 @@ class Services:
                                      self.ids, self.backplane.is_online, self.metrics)
         self.committer = GroupCommitter(
             self.persister,
-            self._committed,
+            self.routes.committed if self.webhooks is None else self._committed,
             commit_timeout=settings.commit_timeout,
             retry_capacity=settings.retry_buffer,
             metrics=self.metrics,
@@ -242,9 +242,9 @@ class Services:
         return closed
 
     async def _committed(self, batch: list[Pending]) -> None:
-        """A committed batch: its webhook events queued (never waiting), then routed."""
-        if self.webhooks is not None:
-            self.webhooks.committed(batch)
+        """With webhooks, a committed batch: its events queued (never waiting), then routed."""
+        assert self.webhooks is not None
+        self.webhooks.committed(batch)
         await self.routes.committed(batch)
 
     def _presence_changed(self, user_id: int, online: bool) -> None:

@@ -81,14 +81,9 @@ async def conversation_list() -> Response:
                                             offset=0, before_id=page.before_id)
     items = [(c.last_message.id, _private_item(c)) for c in private]
     mine, _ = await store.groups_of(identity.user_id)
-    latest: list[tuple[dict[str, Any], Any]] = []
-    for group in mine:
-        newest = await store.group_page(int(group["id"]), limit=1, offset=0,
-                                        before_id=page.before_id)
-        if newest:
-            latest.append((group, newest[0]))
-    states = await store.group_read_states(identity.user_id,
-                                           [int(g["id"]) for g, _ in latest])
+    newest = await store.latest_in_groups([int(g["id"]) for g in mine], page.before_id)
+    latest = [(g, newest[int(g["id"])]) for g in mine if int(g["id"]) in newest]
+    states = await store.group_read_states(identity.user_id, list(newest))
     for group, message in latest:
         last_read, unread = states.get(int(group["id"]), (None, 0))
         items.append((message.id, {"group": {"id": group["id"], "name": group["name"]},

@@ -9,10 +9,8 @@ on every node (a :class:`~trionet.core.events.BlocksChanged` control event).
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
-
 from ..store import BlockStore
+from .ttlcache import TtlCache
 
 __all__ = ["BlockCache"]
 
@@ -21,32 +19,17 @@ class BlockCache:
     """Block relations per user, in front of a :class:`~trionet.store.BlockStore`."""
 
     def __init__(self, store: BlockStore, *, ttl: float = 30.0, size: int = 10_000) -> None:
-        self._store = store
-        self._ttl = ttl
-        self._size = size
-        self._cache: OrderedDict[int, tuple[float, frozenset[int]]] = OrderedDict()
-        self._generation: dict[int, int] = {}
+        self._cache: TtlCache[int, frozenset[int]] = TtlCache(store.block_relations, ttl=ttl,
+                                                              size=size)
 
     async def between(self, user_id: int, other_id: int) -> bool:
         """Does either of the two block the other?"""
-        return other_id in await self.relations(user_id)
+        return other_id in await self._cache.get(user_id)
 
     async def relations(self, user_id: int) -> frozenset[int]:
         """Everyone the user blocks or is blocked by."""
-        hit = self._cache.get(user_id)
-        if hit is not None and hit[0] >= time.monotonic():
-            self._cache.move_to_end(user_id)
-            return hit[1]
-        generation = self._generation.get(user_id, 0)
-        found = await self._store.block_relations(user_id)
-        if self._generation.get(user_id, 0) == generation:  # not invalidated meanwhile
-            self._cache[user_id] = (time.monotonic() + self._ttl, found)
-            self._cache.move_to_end(user_id)
-            while len(self._cache) > self._size:
-                self._cache.popitem(last=False)
-        return found
+        return await self._cache.get(user_id)
 
     def invalidate(self, user_id: int) -> None:
         """Forget a user's relations; the next lookup fetches them again."""
-        self._cache.pop(user_id, None)
-        self._generation[user_id] = self._generation.get(user_id, 0) + 1
+        self._cache.invalidate(user_id)

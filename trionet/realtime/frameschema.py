@@ -34,26 +34,24 @@ class _Out(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only
     pass
 
 
-class PrivateOut(_Out, tag="private"):
+class _StoredOut(_Out):
+    """A stored message as delivered, replayed and listed (``deleted``: without content)."""
+
     id: Id
+    timestamp: Timestamp
+    from_: Id = msgspec.field(name="from")
+    content: str | None = None
+    edited_at: Timestamp | None = None
+    deleted: bool | None = None
+    persisted: bool | None = None
+
+
+class PrivateOut(_StoredOut, tag="private", kw_only=True):
     to: Id
-    timestamp: Timestamp
-    from_: Id = msgspec.field(name="from")
-    content: str | None = None
-    edited_at: Timestamp | None = None
-    deleted: bool | None = None
-    persisted: bool | None = None
 
 
-class GroupOut(_Out, tag="group"):
-    id: Id
+class GroupOut(_StoredOut, tag="group", kw_only=True):
     group_id: Id
-    timestamp: Timestamp
-    from_: Id = msgspec.field(name="from")
-    content: str | None = None
-    edited_at: Timestamp | None = None
-    deleted: bool | None = None
-    persisted: bool | None = None
 
 
 class BroadcastOut(_Out, tag="broadcast"):

@@ -204,7 +204,8 @@ class Webhooks:
             try:
                 claimed = await self._store.outbox_claim(now=time.time(), lease=LEASE,
                                                          limit=CLAIM)
-                self.outbox.set(await self._store.outbox_size())
+                if len(claimed) < CLAIM:  # the gauge once a pause, not once an event
+                    self.outbox.set(await self._store.outbox_size())
             except Exception:
                 log.exception("could not read the webhook outbox")
                 claimed = []

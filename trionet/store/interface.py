@@ -288,6 +288,12 @@ class ReceiptStore(Protocol):
         """Per group: (the user's marker or None, the others' messages above it)."""
         ...
 
+    async def latest_in_groups(self, group_ids: Sequence[int],
+                               before_id: int | None = None) -> dict[int, MessageRecord]:
+        """Each group's newest message (below ``before_id``), by group id; groups without
+        one are left out."""
+        ...
+
     async def read_markers_since(self, user_id: int, since: int,
                                  limit: int) -> list[ReadMarker]:
         """The markers moved after ``since`` (by ``event_id``) that the user's connections

@@ -17,12 +17,21 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from .records import Conversation, NotInConversation, ReadMarker, ReadState
+from ..interfaces import MessageRecord
+from .records import (
+    MESSAGE_COLUMNS,
+    Conversation,
+    NotInConversation,
+    ReadMarker,
+    ReadState,
+    row_to_message,
+)
 
 __all__ = [
     "UNREAD_CAP",
     "QmarkConnection",
     "group_read_states",
+    "latest_in_groups",
     "mark_read",
     "markers_since",
     "with_read_states",
@@ -170,3 +179,24 @@ def markers_since(conn: _Connection, user_id: int, since: int, limit: int) -> li
                for r in rows]
     markers.reverse()
     return markers
+
+
+def latest_in_groups(conn: _Connection, group_ids: Sequence[int],
+                     before_id: int | None) -> dict[int, MessageRecord]:
+    """Each group's newest message (below ``before_id``, when given), by group; a group
+    without one is left out. One query per chunk of groups, on ``messages_by_group``."""
+    found: dict[int, MessageRecord] = {}
+    below = "" if before_id is None else " AND id < ?"
+    for start in range(0, len(group_ids), _IN_CHUNK):
+        chunk = list(group_ids[start:start + _IN_CHUNK])
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT {', '.join(MESSAGE_COLUMNS)} FROM messages WHERE id IN"
+            f" (SELECT max(id) FROM messages WHERE kind = 'group' AND group_id IN ({marks})"
+            f"{below} GROUP BY group_id)",
+            (*chunk, *(() if before_id is None else (before_id,)))).fetchall()
+        for row in rows:
+            record = row_to_message(tuple(row))
+            assert record.group_id is not None
+            found[record.group_id] = record
+    return found

@@ -55,6 +55,14 @@ class SharedQueries:
             receipts.group_read_states, user_id, group_ids)
         return found
 
+    async def latest_in_groups(self, group_ids: Sequence[int],
+                               before_id: int | None = None) -> dict[int, MessageRecord]:
+        if not group_ids:
+            return {}
+        found: dict[int, MessageRecord] = await self._read(receipts.latest_in_groups,
+                                                           group_ids, before_id)
+        return found
+
     async def read_markers_since(self, user_id: int, since: int,
                                  limit: int) -> list[ReadMarker]:
         found: list[ReadMarker] = await self._read(receipts.markers_since, user_id, since,

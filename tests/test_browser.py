@@ -41,9 +41,17 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 PASSWORD = "correct horse battery"
 XSS = "<img src=x onerror=alert(1)>"
 
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="Chromium is missing: scripts/test installs it (apt-get install -y chromium)")
+HAS_CHROMIUM = CHROMIUM.exists()
+
+
+@pytest.fixture
+def chromium_installed() -> None:
+    """The browser tests never skip: without Chromium they fail, saying how to get it."""
+    if not HAS_CHROMIUM:
+        pytest.fail("Chromium is missing: scripts/test installs it (apt-get install -y chromium)")
+
+
+needs_chromium = pytest.mark.usefixtures("chromium_installed")
 
 
 # -- the page over plain HTTP ------------------------------------------------------------------
@@ -417,7 +425,6 @@ def scenario(servers: Servers, port: int, shots: Path,
 @pytest.mark.slow
 @needs_chromium
 async def test_two_people_chat_live_and_miss_nothing_across_a_restart(tmp_path: Path) -> None:
-    pytest.importorskip("playwright.sync_api")
     port = free_port()
     shots = tmp_path / "shots"
     shots.mkdir()
@@ -497,7 +504,6 @@ def pushed_frames_scenario(server: TestServer, alice: TestUser, bob: TestUser, g
 @pytest.mark.slow
 @needs_chromium
 async def test_page_shows_typing_broadcasts_and_presence_pushed_to_it() -> None:
-    pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         alice, bob = await server.create_user("alice"), await server.create_user("bob")
         group = await server.create_group("Readers", alice, [bob])
@@ -531,7 +537,6 @@ def history_scenario(url: str, alice: TestUser, bob: TestUser, total: int) -> No
 @pytest.mark.slow
 @needs_chromium
 async def test_history_pages_backwards_as_the_list_scrolls_up() -> None:
-    pytest.importorskip("playwright.sync_api")
     total = 120
     async with running_server(port=free_port()) as server:
         alice, bob = await server.create_user("alice"), await server.create_user("bob")
@@ -570,7 +575,6 @@ def typing_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
 @pytest.mark.slow
 @needs_chromium
 async def test_typing_shows_on_the_other_page() -> None:
-    pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         alice, bob = await server.create_user("alice"), await server.create_user("bob")
         with trio.fail_after(60):
@@ -653,7 +657,6 @@ def receipts_scenario(url: str, alice: TestUser, bob: TestUser, shots: Path) -> 
 async def test_unread_badges_follow_the_servers_counts_and_seen_follows_the_peers_reads(
     tmp_path: Path
 ) -> None:
-    pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         alice, bob = await server.create_user("alice"), await server.create_user("bob")
         group = await server.create_group("Readers", alice, [bob])
@@ -728,7 +731,6 @@ def changes_scenario(url: str, alice: TestUser, bob: TestUser, shots: Path) -> N
 async def test_my_messages_can_be_edited_and_deleted_and_the_other_side_sees_it(
     tmp_path: Path
 ) -> None:
-    pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         alice, bob = await server.create_user("alice"), await server.create_user("bob")
         with trio.fail_after(60):
@@ -787,7 +789,6 @@ def blocking_scenario(url: str, alice: TestUser, bob: TestUser, shots: Path) -> 
 async def test_blocking_from_the_chat_header_refuses_and_hides_both_ways(
     tmp_path: Path
 ) -> None:
-    pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         alice, bob = await server.create_user("alice"), await server.create_user("bob")
         with trio.fail_after(60):
@@ -825,7 +826,6 @@ def bidi_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
 @pytest.mark.slow
 @needs_chromium
 async def test_a_right_to_left_override_in_a_message_is_isolated_on_the_page() -> None:
-    pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         alice, bob = await server.create_user("alice"), await server.create_user("bob")
         with trio.fail_after(60):
@@ -872,7 +872,6 @@ def login_scenario(url: str) -> None:
 @pytest.mark.slow
 @needs_chromium
 async def test_a_failed_login_points_to_create_account() -> None:
-    pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         with trio.fail_after(60):
             await trio.to_thread.run_sync(login_scenario, server.url)
@@ -1064,7 +1063,6 @@ async def chat_with_news(server: TestServer) -> tuple[TestUser, TestUser]:
 @pytest.mark.slow
 @needs_chromium
 async def test_every_visible_text_meets_wcag_aa_contrast() -> None:
-    pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         with trio.fail_after(60):
             alice, bob = await chat_with_news(server)
@@ -1127,7 +1125,6 @@ def layout_scenario(url: str, alice: TestUser, bob: TestUser) -> None:
 @pytest.mark.slow
 @needs_chromium
 async def test_a_received_bubble_stands_out_and_a_status_flash_has_room() -> None:
-    pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         with trio.fail_after(60):
             alice, bob = await chat_with_news(server)
@@ -1166,7 +1163,6 @@ def invite_answer_scenario(url: str, bob: TestUser, alice: TestUser) -> None:
 @pytest.mark.slow
 @needs_chromium
 async def test_accepting_an_invite_clears_its_unread_notification_on_the_bell() -> None:
-    pytest.importorskip("playwright.sync_api")
     async with running_server(port=free_port()) as server:
         alice, bob = await server.create_user("alice"), await server.create_user("bob")
         with trio.fail_after(60):

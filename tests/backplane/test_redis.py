@@ -91,3 +91,33 @@ async def test_a_command_redis_refuses_costs_its_own_op_only_alone_or_in_a_pipel
             assert dropped() == 2 and sender._lost
         assert sinks[1].frames == [b"after it", b"one", b"three"]
         nursery.cancel_scope.cancel()
+
+
+
+async def test_a_flushed_script_cache_costs_nothing() -> None:
+    """``SCRIPT FLUSH`` (an operator's, or a Redis restarted without its cache) between two
+    sends: the node neither reconnects nor loses one (harmless to other clients of this
+    Redis: they load a script again when it is refused)."""
+    import coredis
+
+    async with fresh_redis_prefix() as (url, prefix), trio.open_nursery() as nursery:
+        sender = RedisBackplane(url, prefix, "n0", metrics=Metrics())
+        receiver = RedisBackplane(url, prefix, "n1", metrics=Metrics())
+        sinks = [Sink(), Sink()]
+        with trio.fail_after(20):
+            await nursery.start(sender.run, sinks[0])
+            await nursery.start(receiver.run, sinks[1])
+            await receiver.publish_control(PresenceChanged(7, True, "n1"))
+            await receiver.joined(7)
+            for frame in (b"one", b"two"):
+                await sender.publish([Delivery(ToUsers(frozenset({7})), frame, "private")],
+                                     stored=True)
+                while sinks[1].frames[-1:] != [frame]:
+                    await trio.sleep(0.01)
+                async with coredis.Redis.from_url(url) as redis:
+                    await redis.script_flush()
+            await trio.sleep(0.2)
+        assert sinks[1].frames == [b"one", b"two"]
+        reconnects = sender.m_reconnects.collect()[0].samples
+        assert all(sample.value == 0 for sample in reconnects), reconnects
+        nursery.cancel_scope.cancel()

@@ -40,7 +40,7 @@ from typing import Any
 import anyio
 import coredis
 import trio
-from coredis.exceptions import ResponseError
+from coredis.exceptions import RedisError
 from coredis.retry import NoRetryPolicy
 from prometheus_client import Counter, Gauge
 
@@ -56,6 +56,7 @@ from ..core.routing import ToAll, ToGroup
 from ..metrics import Metrics
 from .interface import BackplaneSink
 from .redis_keys import ACQUIRE, JOIN, LEAVE, REAP_CHUNK, REAP_CLAIM, RENEW, ROUTE, WORKERS, Keys
+from .resp import RespLink
 
 __all__ = ["RedisBackplane", "BackplaneUnavailable", "OUTBOUND_BYTES"]
 
@@ -68,6 +69,9 @@ LEASE_SECONDS = 15.0
 #: reconnect delays: the first, and the most
 RETRY_FIRST = 0.2
 RETRY_MAX = 5.0
+#: seconds to connect to Redis, and to wait for a reply
+CONNECT_TIMEOUT = 2.0
+STREAM_TIMEOUT = 5.0
 #: most queued ops sent in one pipeline
 SEND_BATCH = 256
 #: users reaped from a dead node per script call
@@ -339,7 +343,8 @@ class RedisBackplane:
     async def _session(self, task_status: trio.TaskStatus[None]) -> None:
 
         client = coredis.Redis.from_url(self.url, decode_responses=False,
-                                        connect_timeout=2.0, stream_timeout=5.0)
+                                        connect_timeout=CONNECT_TIMEOUT,
+                                        stream_timeout=STREAM_TIMEOUT)
         async with client:
             await client.ping()
             scripts = {name: client.register_script(text) for name, text in (
@@ -507,51 +512,53 @@ class RedisBackplane:
 
     async def _send(self, client: Any, scripts: dict[str, Any]) -> None:
         sink = self._bound()
-        while True:
-            if not self._queue:
-                self._wake = trio.Event()
-                await self._wake.wait()
-                continue
-            # everything queued meanwhile goes in one pipeline (one round trip), in order
-            ops = list(itertools.islice(self._queue, SEND_BATCH))
-            self._in_flight = len(ops)
-            try:
-                # an error of one command (Redis out of memory, say) costs that op only; a
-                # lost connection fails the whole pipeline, which is sent again later
-                async with client.pipeline(transaction=False, raise_on_error=False) as pipe:
-                    requests = [self._request(op, pipe, scripts) for op in ops]
-                results: list[Any] = []
-                for request in requests:
-                    try:
-                        results.append(await request)
-                    except ResponseError as exc:
-                        results.append(exc)
-            finally:
-                self._in_flight = 0
-            for op, result in zip(ops, results, strict=True):
-                self._queue.popleft()
-                self._queued_bytes -= op.size
-                if isinstance(result, ResponseError):
-                    log.error("Redis refused a backplane %s: %s", op.kind, result)
-                    self.m_dropped.labels(op.kind).inc()
-                    if op.persisted or op.generation:
-                        self._lost = True  # the next reconnect makes every node resume
+        # the queue goes out through a link of its own: coredis costs far more per command
+        # than the rest of a delivery (see trionet.backplane.resp)
+        link = await RespLink.open(self.url, client, connect_within=CONNECT_TIMEOUT,
+                                   reply_within=STREAM_TIMEOUT)
+        try:
+            while True:
+                if not self._queue:
+                    self._wake = trio.Event()
+                    await self._wake.wait()
                     continue
-                self._done(op, result, sink)
-            self.m_queued.set(self._queued_bytes)
+                # everything queued meanwhile goes in one pipeline (one round trip), in order
+                ops = list(itertools.islice(self._queue, SEND_BATCH))
+                self._in_flight = len(ops)
+                try:
+                    # an error of one command (Redis out of memory, say) costs that op only;
+                    # a lost connection fails the whole pipeline, which is sent again later
+                    results = await link.pipeline([self._command(op, scripts) for op in ops])
+                finally:
+                    self._in_flight = 0
+                for op, result in zip(ops, results, strict=True):
+                    self._queue.popleft()
+                    self._queued_bytes -= op.size
+                    if isinstance(result, RedisError):
+                        log.error("Redis refused a backplane %s: %s", op.kind, result)
+                        self.m_dropped.labels(op.kind).inc()
+                        if op.persisted or op.generation:
+                            self._lost = True  # the next reconnect makes every node resume
+                        continue
+                    self._done(op, result, sink)
+                self.m_queued.set(self._queued_bytes)
+        finally:
+            await link.aclose()
 
-    def _request(self, op: _Op, client: Any, scripts: dict[str, Any]) -> Any:
-        """The Redis command of one op, on ``client`` (the client, or a pipeline)."""
+    def _command(self, op: _Op, scripts: dict[str, Any]) -> tuple[bytes | str | int, ...]:
+        """The Redis command of one op. Scripts go as ``EVAL`` (Redis caches them by digest):
+        an ``EVALSHA`` that Redis refuses with ``NOSCRIPT`` (its script cache flushed) in the
+        middle of a pipeline, after which later ops arrived, could not be sent again without
+        the receivers taking it for a copy (they deduplicate by sequence number)."""
         if op.kind == "route":
             assert op.users is not None
-            return scripts["route"](keys=[self.keys.where(u) for u in op.users],
-                                    args=[self.keys.prefix, self.node, op.payload],
-                                    client=client)
+            return ("EVAL", scripts["route"].script, len(op.users),
+                    *[self.keys.where(u) for u in op.users],
+                    self.keys.prefix, self.node, op.payload)
         if op.kind == "all":
-            return client.publish(self.keys.all, op.payload)
-        return scripts[op.kind](keys=[self.keys.where(op.user_id), self.keys.held(self.node)],
-                                args=[self.node, op.user_id, op.payload, self.keys.all],
-                                client=client)
+            return ("PUBLISH", self.keys.all, op.payload)
+        return ("EVAL", scripts[op.kind].script, 2, self.keys.where(op.user_id),
+                self.keys.held(self.node), self.node, op.user_id, op.payload, self.keys.all)
 
     def _done(self, op: _Op, result: Any, sink: BackplaneSink) -> None:
         if op.kind in ("route", "all"):

@@ -1,0 +1,109 @@
+"""The backplane's pipelined Redis link, against the machine's Redis and against sockets that
+misbehave on purpose."""
+
+from __future__ import annotations
+
+from functools import partial
+from urllib.parse import urlsplit, urlunsplit
+
+import coredis
+import pytest
+import trio
+from coredis.exceptions import WrongTypeError
+
+from trionet.backplane.resp import LinkError, RespLink, encode
+from trionet.testing import fresh_redis_prefix
+
+
+def test_commands_are_encoded_as_arrays_of_bulk_strings() -> None:
+    assert encode("PUBLISH", b"ch", 12) == b"*3\r\n$7\r\nPUBLISH\r\n$2\r\nch\r\n$2\r\n12\r\n"
+    assert encode("SET", "k", b"") == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
+    # bytes go as they are, binary and CRLF included
+    assert encode(b"\r\n\x00") == b"*1\r\n$3\r\n\r\n\x00\r\n"
+
+
+async def open_link(url: str) -> RespLink:
+    client = coredis.Redis.from_url(url, decode_responses=False)
+    return await RespLink.open(url, client, connect_within=2, reply_within=2)
+
+
+async def test_a_pipeline_returns_every_reply_in_order_and_a_refusal_as_its_error() -> None:
+    async with fresh_redis_prefix() as (url, prefix):
+        with trio.fail_after(10):
+            link = await open_link(url)
+            try:
+                big = bytes(range(256)) * 1000  # arrives in several reads
+                replies = await link.pipeline([
+                    ("SET", f"{prefix}:s", big), ("GET", f"{prefix}:s"),
+                    ("LPUSH", f"{prefix}:s", "x"),  # a string, not a list: refused
+                    ("RPUSH", f"{prefix}:l", "a", "b"), ("LRANGE", f"{prefix}:l", 0, -1),
+                    ("GET", f"{prefix}:missing"), ("PING",)])
+                assert replies[:2] == [b"OK", big]
+                assert isinstance(replies[2], WrongTypeError)
+                assert replies[3:] == [2, [b"a", b"b"], None, b"PONG"]
+                # the link goes on after a refusal, and an empty pipeline costs nothing
+                assert await link.pipeline([("INCR", f"{prefix}:n")]) == [1]
+                assert await link.pipeline([]) == []
+            finally:
+                await link.aclose()
+
+
+async def test_the_link_uses_the_urls_database() -> None:
+    async with fresh_redis_prefix() as (url, prefix):
+        parts = urlsplit(url)
+        other = urlunsplit(parts._replace(path="/3"))
+        with trio.fail_after(10):
+            link = await open_link(other)
+            try:
+                assert await link.pipeline([("SET", f"{prefix}:db", "three")]) == [b"OK"]
+            finally:
+                await link.aclose()
+            async with coredis.Redis.from_url(other, decode_responses=False) as three, \
+                    coredis.Redis.from_url(url, decode_responses=False) as zero:
+                assert await three.get(f"{prefix}:db") == b"three"
+                assert await zero.get(f"{prefix}:db") is None
+                await three.delete([f"{prefix}:db"])
+
+
+async def test_a_password_redis_refuses_fails_the_opening() -> None:
+    async with fresh_redis_prefix() as (url, _):
+        parts = urlsplit(url)
+        wrong = urlunsplit(parts._replace(netloc=f"nobody:wrong@{parts.netloc}"))
+        with trio.fail_after(10), pytest.raises(LinkError, match="refused the link's set-up"):
+            await open_link(wrong)
+
+
+async def test_a_server_that_stops_answering_or_hangs_up_raises_link_error() -> None:
+    """A stalled Redis is noticed within the reply bound, a closed one at once; either way
+    the caller gets :class:`LinkError` (and reconnects), never a hang."""
+    accepted: list[trio.SocketStream] = []
+
+    async def silent(stream: trio.SocketStream) -> None:
+        accepted.append(stream)
+        await trio.sleep_forever()
+
+    async def hangs_up(stream: trio.SocketStream) -> None:
+        await stream.receive_some(100)
+        await stream.aclose()
+
+    async def garbage(stream: trio.SocketStream) -> None:
+        await stream.receive_some(100)
+        await stream.send_all(b"?what\r\n")
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        for handler, expected in ((silent, "no reply from Redis within 1 s"),
+                                  (hangs_up, "closed the connection"),
+                                  (garbage, "unreadable reply")):
+            listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
+            port = listeners[0].socket.getsockname()[1]
+            url = f"redis://127.0.0.1:{port}/0"
+            client = coredis.Redis.from_url(url, decode_responses=False)
+            with trio.fail_after(5):
+                link = await RespLink.open(url, client, connect_within=1, reply_within=1)
+                with pytest.raises(LinkError, match=expected):
+                    await link.pipeline([("PING",)])
+                await link.aclose()
+        nursery.cancel_scope.cancel()
+    assert accepted  # (the silent server did get the connection)
+

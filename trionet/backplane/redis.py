@@ -552,9 +552,8 @@ class RedisBackplane:
         the receivers taking it for a copy (they deduplicate by sequence number)."""
         if op.kind == "route":
             assert op.users is not None
-            return ("EVAL", scripts["route"].script, len(op.users),
-                    *[self.keys.where(u) for u in op.users],
-                    self.keys.prefix, self.node, op.payload)
+            return ("EVAL", scripts["route"].script, 0, self.keys.prefix, self.node,
+                    op.payload, ",".join(map(str, op.users)))
         if op.kind == "all":
             return ("PUBLISH", self.keys.all, op.payload)
         return ("EVAL", scripts[op.kind].script, 2, self.keys.where(op.user_id),

@@ -107,3 +107,33 @@ async def test_a_server_that_stops_answering_or_hangs_up_raises_link_error() -> 
         nursery.cancel_scope.cancel()
     assert accepted  # (the silent server did get the connection)
 
+
+
+async def test_a_subscription_reads_every_message_in_order_until_redis_drops_it() -> None:
+    """Messages on either channel arrive in order, large ones whole; the link carries its
+    name in ``CLIENT LIST``; when Redis kills the connection the reader gets
+    :class:`LinkError` (the backplane then reconnects), not a hang."""
+    async with fresh_redis_prefix() as (url, prefix):
+        channels = [f"{prefix}:a", f"{prefix}:b"]
+        big = bytes(range(256)) * 800
+        sent = [(channels[i % 2], b"%d" % i if i != 7 else big) for i in range(200)]
+        with trio.fail_after(10):
+            client = coredis.Redis.from_url(url, decode_responses=False)
+            link = await RespLink.open(url, client, connect_within=2, reply_within=2,
+                                       name=f"{prefix}:listen\n\u00e9")
+            try:
+                await link.subscribe(channels)
+                async with coredis.Redis.from_url(url, decode_responses=False) as other:
+                    async with other.pipeline(transaction=False) as pipe:
+                        for channel, data in sent:
+                            pipe.publish(channel, data)
+                    got = [await link.message() for _ in sent]
+                    assert [(c.decode(), d) for c, d in got] == sent
+                    listed = (await other.client_list()) or []
+                    mine = [c for c in listed if c.get("name") == f"{prefix}:listen"]
+                    assert len(mine) == 1, listed  # (the newline and the e-acute left out)
+                    await other.client_kill(identifier=int(mine[0]["id"]))
+                with pytest.raises(LinkError, match="closed the connection|broke"):
+                    await link.message()
+            finally:
+                await link.aclose()

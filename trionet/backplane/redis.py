@@ -1,16 +1,19 @@
 """The Redis backplane: several processes (nodes), on one host or many, act as one server.
 
-One owner task per node holds the Redis client and its pub/sub connection (coredis, which
-runs on trio through anyio; its contexts must be entered and left in one task). Under it:
+One owner task per node holds the Redis client (coredis, which runs on trio through anyio;
+its contexts must be entered and left in one task) and the two links of the hot path, made
+with the client's URL, TLS context and credentials (:mod:`trionet.backplane.resp`: coredis's
+CPU per command was more than the rest of a cross-node message). Under it:
 
-- **the outbound task** sends, in order, what the manager handed over: each committed batch
-  (or ephemeral send) once, through one script that publishes it to each *other* live node
-  holding one of its recipients (``P:to:<node>``), or to ``P:all`` for everyone; control events
-  to ``P:all``; and the node's users joining and leaving (``P:where:<user>``). The manager
-  never waits for Redis: this node's own connections get every batch at once
-  (:meth:`publish` hands it to the sink first), and the rest waits in a queue bounded in
-  bytes;
-- **the listener** hands what arrives on ``P:to:<node>`` and ``P:all`` to the node's sink;
+- **the outbound task** sends, in order and pipelined on its link, what the manager handed
+  over: each committed batch (or ephemeral send) once, through one script that publishes it
+  to each *other* live node holding one of its recipients (``P:to:<node>``), or to ``P:all``
+  for everyone; control events to ``P:all``; and the node's users joining and leaving
+  (``P:where:<user>``). The manager never waits for Redis: this node's own connections get
+  every batch at once (:meth:`publish` hands it to the sink first), and the rest waits in a
+  queue bounded in bytes;
+- **the listener** hands what arrives on ``P:to:<node>`` and ``P:all`` (its link's
+  subscription) to the node's sink;
 - **the lease**: a worker number (0-63, for message ids) and the node's name, leased with a
   TTL and renewed; with it, a heartbeat published to the node's own channel, so a listener
   that hears nothing any more (a deaf node) is detected and the connection restarted;
@@ -37,11 +40,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import coredis
 import trio
 from coredis.exceptions import RedisError
-from coredis.retry import NoRetryPolicy
 from prometheus_client import Counter, Gauge
 
 from ..core.events import (
@@ -307,10 +308,6 @@ class RedisBackplane:
                 nursery.start_soon(self._fence_ids)
                 await self._reconnecting(task_status)
                 nursery.cancel_scope.cancel()
-        except* (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            # cancelled while coredis's pub/sub unsubscribes on a connection already closed
-            # (its cleanup does not expect that): nothing is left to clean up
-            log.debug("the Redis connection was already closed when the backplane stopped")
         finally:
             self._sink = None
             self.ready = False
@@ -351,10 +348,12 @@ class RedisBackplane:
                 ("acquire", ACQUIRE), ("renew", RENEW), ("join", JOIN), ("leave", LEAVE),
                 ("route", ROUTE), ("claim", REAP_CLAIM), ("reap", REAP_CHUNK))}
             await self._lease(client, scripts)
-            pubsub = client.pubsub(channels=[self.keys.to(self.node), self.keys.all],
-                                   retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True,
-                                   max_idle_seconds=5)
-            async with pubsub:
+            # subscribed before the node reads who is where, so that no change is missed
+            listener = await RespLink.open(self.url, client, connect_within=CONNECT_TIMEOUT,
+                                           reply_within=STREAM_TIMEOUT,
+                                           name=f"{self.keys.prefix}:{self.node}:listen")
+            try:
+                await listener.subscribe([self.keys.to(self.node), self.keys.all])
                 await self._rejoin(client)
                 await self._load_replica(client)
                 self.ready = True
@@ -375,12 +374,14 @@ class RedisBackplane:
                 self.client = client  # (for the login throttle: only once all is set up)
                 try:
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._listen, pubsub)
+                        nursery.start_soon(self._listen, listener)
                         nursery.start_soon(self._send, client, scripts)
                         nursery.start_soon(self._keep_lease, client, scripts)
                         nursery.start_soon(self._reap_dead, client, scripts)
                 finally:
                     self.client = None
+            finally:
+                await listener.aclose()
 
     async def _fence_ids(self) -> None:
         """No two nodes ever allocate ids with one worker number.
@@ -479,15 +480,13 @@ class RedisBackplane:
         self.m_resyncs.inc()
         self._bound().control(Resync(self.node))
 
-    async def _listen(self, pubsub: Any) -> None:
+    async def _listen(self, listener: RespLink) -> None:
         sink = self._bound()
         mine = self.keys.to(self.node).encode()
-        async for message in pubsub:
-            if message["type"] != "message":
-                continue
+        while True:
+            channel, data = await listener.message()
             self._heard = time.monotonic()
-            data = message["data"]
-            if data == _HEARTBEAT and message["channel"] == mine:
+            if data == _HEARTBEAT and channel == mine:
                 continue
             try:
                 origin, seq, items = unpack(data)
@@ -508,14 +507,14 @@ class RedisBackplane:
                     self._seen(item)
                 elif not isinstance(item, Delivery):
                     sink.control(item)
-        raise BackplaneUnavailable("closed", "the pub/sub connection ended")
 
     async def _send(self, client: Any, scripts: dict[str, Any]) -> None:
         sink = self._bound()
         # the queue goes out through a link of its own: coredis costs far more per command
         # than the rest of a delivery (see trionet.backplane.resp)
         link = await RespLink.open(self.url, client, connect_within=CONNECT_TIMEOUT,
-                                   reply_within=STREAM_TIMEOUT)
+                                   reply_within=STREAM_TIMEOUT,
+                                   name=f"{self.keys.prefix}:{self.node}:send")
         try:
             while True:
                 if not self._queue:

@@ -3,7 +3,11 @@ misbehave on purpose."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import coredis
@@ -137,3 +141,45 @@ async def test_a_subscription_reads_every_message_in_order_until_redis_drops_it(
                     await link.message()
             finally:
                 await link.aclose()
+
+
+@pytest.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[Path]:
+    """A Redis of this test's own on a Unix socket, with a password (``secret``); stopped by
+    its pid afterwards."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:  # (scripts/test and CI start the machine's Redis from it)
+        pytest.fail("redis-server is not installed")
+    socket_path = tmp_path / "redis.sock"
+    process = await trio.lowlevel.open_process(
+        [redis_server, "--port", "0", "--unixsocket", str(socket_path), "--save", "",
+         "--appendonly", "no", "--requirepass", "secret"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with trio.fail_after(10):
+            while not socket_path.exists():
+                await trio.sleep(0.02)
+        yield socket_path
+    finally:
+        process.terminate()
+        with trio.move_on_after(10):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+
+
+async def test_a_unix_socket_and_a_password_from_the_url(private_redis: Path) -> None:
+    with trio.fail_after(10):
+        url = f"unix://:secret@{private_redis}?db=2"
+        link = await open_link(url)
+        try:
+            assert (await link.pipeline([("SET", "k", "v")])) == [b"OK"]
+        finally:
+            await link.aclose()
+        async with coredis.Redis.from_url(url, decode_responses=False) as same:
+            assert await same.get("k") == b"v"  # the same database, 2
+        async with coredis.Redis.from_url(f"unix://:secret@{private_redis}?db=0",
+                                          decode_responses=False) as zero:
+            assert await zero.get("k") is None
+        with pytest.raises(LinkError, match="refused the link's set-up"):
+            await open_link(f"unix://:wrong@{private_redis}")

@@ -88,11 +88,13 @@ ControlEvent = (SessionEnded | MembershipChanged | PresenceChanged | DisconnectU
                 | BlocksChanged | UserDeleted)
 
 
-def to_wire(item: Delivery | ControlEvent) -> dict[str, Any]:
-    """A delivery or a control event as plain data (a frame stays bytes)."""
+def to_wire(item: Delivery | ControlEvent,
+            memo: dict[int, list[int]] | None = None) -> dict[str, Any]:
+    """A delivery or a control event as plain data (a frame stays bytes); ``memo`` as
+    :func:`~trionet.core.routing.target_to_wire`'s."""
     if isinstance(item, Delivery):
-        return {"e": "deliver", "target": target_to_wire(item.target), "frame": item.frame,
-                "kind": item.kind}
+        return {"e": "deliver", "target": target_to_wire(item.target, memo),
+                "frame": item.frame, "kind": item.kind}
     if isinstance(item, SessionEnded):
         return {"e": "session_ended", "session_key": item.session_key}
     if isinstance(item, MembershipChanged):
@@ -109,15 +111,18 @@ def to_wire(item: Delivery | ControlEvent) -> dict[str, Any]:
     return {"e": "disconnect", "user_id": item.user_id, "code": item.code}
 
 
-def from_wire(data: Mapping[str, Any]) -> Delivery | ControlEvent:
-    """The inverse of :func:`to_wire`; ValueError for anything else."""
+def from_wire(data: Mapping[str, Any],
+              memo: dict[tuple[Any, ...], frozenset[int]] | None = None
+              ) -> Delivery | ControlEvent:
+    """The inverse of :func:`to_wire`; ValueError for anything else; ``memo`` as
+    :func:`~trionet.core.routing.target_from_wire`'s."""
     try:
         kind = data["e"]
         if kind == "deliver":
             frame = data["frame"]
             if not isinstance(frame, bytes):
                 raise TypeError("a frame is bytes")
-            return Delivery(target_from_wire(data["target"]), frame, str(data["kind"]))
+            return Delivery(target_from_wire(data["target"], memo), frame, str(data["kind"]))
         if kind == "session_ended":
             return SessionEnded(str(data["session_key"]))
         if kind == "membership_changed":
@@ -144,7 +149,9 @@ _decoder = msgspec.msgpack.Decoder()
 def pack(origin: str, items: Sequence[Delivery | ControlEvent], seq: int = 0) -> bytes:
     """One backplane message: what node ``origin`` publishes, in order, as its ``seq``-th
     message (increasing, so that a receiver can drop a copy that a retry sent again)."""
-    return _encoder.encode({"n": origin, "s": seq, "i": [to_wire(item) for item in items]})
+    memo: dict[int, list[int]] = {}  # (the items keep their user sets alive meanwhile)
+    return _encoder.encode({"n": origin, "s": seq,
+                            "i": [to_wire(item, memo) for item in items]})
 
 
 def unpack(data: bytes) -> tuple[str, int, list[Delivery | ControlEvent]]:
@@ -152,6 +159,7 @@ def unpack(data: bytes) -> tuple[str, int, list[Delivery | ControlEvent]]:
     ValueError for anything else."""
     try:
         raw = _decoder.decode(data)
-        return str(raw["n"]), int(raw["s"]), [from_wire(item) for item in raw["i"]]
+        memo: dict[tuple[Any, ...], frozenset[int]] = {}
+        return str(raw["n"]), int(raw["s"]), [from_wire(item, memo) for item in raw["i"]]
     except (msgspec.DecodeError, KeyError, TypeError, AttributeError, IndexError) as exc:
         raise ValueError(f"not a backplane message ({exc})") from exc

@@ -103,13 +103,16 @@ def recipients(target: Target, registry: Mapping[int, Iterable[C]], node: str = 
                     yield conn
 
 
-def target_to_wire(target: Target) -> dict[str, Any]:
-    """A target as JSON-ready data (for a backplane between processes)."""
+def target_to_wire(target: Target, memo: dict[int, list[int]] | None = None) -> dict[str, Any]:
+    """A target as JSON-ready data (for a backplane between processes). ``memo``, shared by
+    the targets of one message, sorts each user set once (a batch's messages to one group
+    share the group's member set); the caller keeps the sets alive while it is used."""
     out: dict[str, Any]
     if isinstance(target, ToUsers):
-        out = {"to": "users", "users": sorted(set(target.user_ids))}
+        out = {"to": "users", "users": _users_out(target.user_ids, memo)}
     elif isinstance(target, ToGroup):
-        out = {"to": "group", "group": target.group_id, "users": sorted(set(target.members))}
+        out = {"to": "group", "group": target.group_id,
+               "users": _users_out(target.members, memo)}
     else:
         out = {"to": "all"}
     if target.exclude is not None:
@@ -117,18 +120,41 @@ def target_to_wire(target: Target) -> dict[str, Any]:
     return out
 
 
-def target_from_wire(data: Mapping[str, Any]) -> Target:
-    """The inverse of :func:`target_to_wire`; ValueError for anything else."""
+def _users_out(users: Collection[int], memo: dict[int, list[int]] | None) -> list[int]:
+    if memo is None:
+        return sorted(set(users))
+    found = memo.get(id(users))
+    if found is None:
+        found = memo[id(users)] = sorted(set(users))
+    return found
+
+
+def target_from_wire(data: Mapping[str, Any],
+                     memo: dict[tuple[Any, ...], frozenset[int]] | None = None) -> Target:
+    """The inverse of :func:`target_to_wire`; ValueError for anything else. ``memo``, shared
+    by the targets of one message, builds each distinct user set once."""
     try:
         raw = data.get("except")
         exclude = None if raw is None else ConnRef(str(raw[0]), int(raw[1]))
         kind = data["to"]
         if kind == "users":
-            return ToUsers(frozenset(int(u) for u in data["users"]), exclude)
+            return ToUsers(_users_in(data["users"], memo), exclude)
         if kind == "group":
-            return ToGroup(int(data["group"]), frozenset(int(u) for u in data["users"]), exclude)
+            return ToGroup(int(data["group"]), _users_in(data["users"], memo), exclude)
         if kind == "all":
             return ToAll(exclude)
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"not a target: {data!r}") from exc
     raise ValueError(f"not a target: {data!r}")
+
+
+def _users_in(raw: Any, memo: dict[tuple[Any, ...], frozenset[int]] | None) -> frozenset[int]:
+    if not isinstance(raw, list | tuple):
+        raise TypeError("user ids come as an array")
+    if memo is None:
+        return frozenset(int(u) for u in raw)
+    key = tuple(raw)  # (equal keys convert to equal sets: int(True) == int(1.0) == 1)
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = frozenset(int(u) for u in key)
+    return found

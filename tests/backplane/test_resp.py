@@ -145,15 +145,15 @@ async def test_a_subscription_reads_every_message_in_order_until_redis_drops_it(
 
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[Path]:
-    """A Redis of this test's own on a Unix socket, with a password (``secret``); stopped by
-    its pid afterwards."""
+    """A Redis of this test's own on a Unix socket, with a password (``secret``) and without
+    the ``CLIENT`` command (as some managed ones); stopped by its pid afterwards."""
     redis_server = shutil.which("redis-server")
     if redis_server is None:  # (scripts/test and CI start the machine's Redis from it)
         pytest.fail("redis-server is not installed")
     socket_path = tmp_path / "redis.sock"
     process = await trio.lowlevel.open_process(
         [redis_server, "--port", "0", "--unixsocket", str(socket_path), "--save", "",
-         "--appendonly", "no", "--requirepass", "secret"],
+         "--appendonly", "no", "--requirepass", "secret", "--rename-command", "CLIENT", ""],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         with trio.fail_after(10):
@@ -169,9 +169,11 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[Path]:
 
 
 async def test_a_unix_socket_and_a_password_from_the_url(private_redis: Path) -> None:
+    """A name is best effort: this Redis has no ``CLIENT`` command, and the link opens."""
     with trio.fail_after(10):
         url = f"unix://:secret@{private_redis}?db=2"
-        link = await open_link(url)
+        client = coredis.Redis.from_url(url, decode_responses=False)
+        link = await RespLink.open(url, client, connect_within=2, reply_within=2, name="n")
         try:
             assert (await link.pipeline([("SET", "k", "v")])) == [b"OK"]
         finally:
@@ -183,3 +185,54 @@ async def test_a_unix_socket_and_a_password_from_the_url(private_redis: Path) ->
             assert await zero.get("k") is None
         with pytest.raises(LinkError, match="refused the link's set-up"):
             await open_link(f"unix://:wrong@{private_redis}")
+
+
+async def test_a_busy_subscription_keeps_its_read_buffer_bounded() -> None:
+    """Messages that arrive faster than they are read, so that reads end inside messages: the
+    parser's buffer is compacted and stays near its bound, not the bytes ever received."""
+    async with fresh_redis_prefix() as (url, prefix):
+        channel, data = f"{prefix}:busy", b"m" * 997  # (odd sizes: reads end mid-message)
+        count = 6000  # about 6 MB
+        with trio.fail_after(20):
+            client = coredis.Redis.from_url(url, decode_responses=False)
+            link = await RespLink.open(url, client, connect_within=2, reply_within=2)
+            try:
+                await link.subscribe([channel])
+                async with coredis.Redis.from_url(url, decode_responses=False) as other:
+                    for _ in range(count // 500):
+                        async with other.pipeline(transaction=False) as pipe:
+                            for _i in range(500):
+                                pipe.publish(channel, data)
+                largest = 0
+                for _ in range(count):
+                    assert await link.message() == (channel.encode(), data)
+                    largest = max(largest, len(link._parser.localbuffer.getbuffer()))
+            finally:
+                await link.aclose()
+        assert largest < 2 * (1 << 20) + 65536, largest
+
+
+async def test_a_pipeline_may_take_longer_than_the_bound_while_replies_keep_coming() -> None:
+    """The bound is on the wait for each reply: three replies 0.6 s apart pass a 1 s bound
+    (a backlog of routes to very large groups), silence past it fails."""
+
+    async def slow(stream: trio.SocketStream) -> None:
+        await stream.receive_some(1000)
+        for _ in range(3):
+            await trio.sleep(0.6)
+            await stream.send_all(b"+PONG\r\n")
+        await trio.sleep_forever()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, slow, 0, host="127.0.0.1"))
+        url = f"redis://127.0.0.1:{listeners[0].socket.getsockname()[1]}/0"
+        client = coredis.Redis.from_url(url, decode_responses=False)
+        with trio.fail_after(10):
+            link = await RespLink.open(url, client, connect_within=1, reply_within=1)
+            started = trio.current_time()
+            assert await link.pipeline([("PING",)] * 3) == [b"PONG"] * 3
+            assert trio.current_time() - started > 1.5
+            with pytest.raises(LinkError, match="no reply"):
+                await link.pipeline([("PING",)])
+            await link.aclose()
+        nursery.cancel_scope.cancel()

@@ -348,10 +348,14 @@ class RedisBackplane:
                 ("acquire", ACQUIRE), ("renew", RENEW), ("join", JOIN), ("leave", LEAVE),
                 ("route", ROUTE), ("claim", REAP_CLAIM), ("reap", REAP_CHUNK))}
             await self._lease(client, scripts)
-            # subscribed before the node reads who is where, so that no change is missed
-            listener = await RespLink.open(self.url, client, connect_within=CONNECT_TIMEOUT,
-                                           reply_within=STREAM_TIMEOUT,
-                                           name=f"{self.keys.prefix}:{self.node}:listen")
+            # the hot path's links (see trionet.backplane.resp), both opened before the node
+            # is ready; subscribed before it reads who is where, so that no change is missed
+            listener = await self._link(client, "listen")
+            try:
+                sender = await self._link(client, "send")
+            except BaseException:
+                await listener.aclose()
+                raise
             try:
                 await listener.subscribe([self.keys.to(self.node), self.keys.all])
                 await self._rejoin(client)
@@ -375,13 +379,19 @@ class RedisBackplane:
                 try:
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._listen, listener)
-                        nursery.start_soon(self._send, client, scripts)
+                        nursery.start_soon(self._send, sender, scripts)
                         nursery.start_soon(self._keep_lease, client, scripts)
                         nursery.start_soon(self._reap_dead, client, scripts)
                 finally:
                     self.client = None
             finally:
                 await listener.aclose()
+                await sender.aclose()
+
+    async def _link(self, client: Any, role: str) -> RespLink:
+        return await RespLink.open(self.url, client, connect_within=CONNECT_TIMEOUT,
+                                   reply_within=STREAM_TIMEOUT,
+                                   name=f"{self.keys.prefix}:{self.node}:{role}")
 
     async def _fence_ids(self) -> None:
         """No two nodes ever allocate ids with one worker number.
@@ -508,41 +518,33 @@ class RedisBackplane:
                 elif not isinstance(item, Delivery):
                     sink.control(item)
 
-    async def _send(self, client: Any, scripts: dict[str, Any]) -> None:
+    async def _send(self, link: RespLink, scripts: dict[str, Any]) -> None:
         sink = self._bound()
-        # the queue goes out through a link of its own: coredis costs far more per command
-        # than the rest of a delivery (see trionet.backplane.resp)
-        link = await RespLink.open(self.url, client, connect_within=CONNECT_TIMEOUT,
-                                   reply_within=STREAM_TIMEOUT,
-                                   name=f"{self.keys.prefix}:{self.node}:send")
-        try:
-            while True:
-                if not self._queue:
-                    self._wake = trio.Event()
-                    await self._wake.wait()
+        while True:
+            if not self._queue:
+                self._wake = trio.Event()
+                await self._wake.wait()
+                continue
+            # everything queued meanwhile goes in one pipeline (one round trip), in order
+            ops = list(itertools.islice(self._queue, SEND_BATCH))
+            self._in_flight = len(ops)
+            try:
+                # an error of one command (Redis out of memory, say) costs that op only;
+                # a lost connection fails the whole pipeline, which is sent again later
+                results = await link.pipeline([self._command(op, scripts) for op in ops])
+            finally:
+                self._in_flight = 0
+            for op, result in zip(ops, results, strict=True):
+                self._queue.popleft()
+                self._queued_bytes -= op.size
+                if isinstance(result, RedisError):
+                    log.error("Redis refused a backplane %s: %s", op.kind, result)
+                    self.m_dropped.labels(op.kind).inc()
+                    if op.persisted or op.generation:
+                        self._lost = True  # the next reconnect makes every node resume
                     continue
-                # everything queued meanwhile goes in one pipeline (one round trip), in order
-                ops = list(itertools.islice(self._queue, SEND_BATCH))
-                self._in_flight = len(ops)
-                try:
-                    # an error of one command (Redis out of memory, say) costs that op only;
-                    # a lost connection fails the whole pipeline, which is sent again later
-                    results = await link.pipeline([self._command(op, scripts) for op in ops])
-                finally:
-                    self._in_flight = 0
-                for op, result in zip(ops, results, strict=True):
-                    self._queue.popleft()
-                    self._queued_bytes -= op.size
-                    if isinstance(result, RedisError):
-                        log.error("Redis refused a backplane %s: %s", op.kind, result)
-                        self.m_dropped.labels(op.kind).inc()
-                        if op.persisted or op.generation:
-                            self._lost = True  # the next reconnect makes every node resume
-                        continue
-                    self._done(op, result, sink)
-                self.m_queued.set(self._queued_bytes)
-        finally:
-            await link.aclose()
+                self._done(op, result, sink)
+            self.m_queued.set(self._queued_bytes)
 
     def _command(self, op: _Op, scripts: dict[str, Any]) -> tuple[bytes | str | int, ...]:
         """The Redis command of one op. Scripts go as ``EVAL`` (Redis caches them by digest):

@@ -27,6 +27,20 @@ class Sink:
         return 0
 
 
+async def sender_and_receiver(nursery: trio.Nursery, url: str, prefix: str
+                              ) -> tuple[RedisBackplane, Sink]:
+    """Two running nodes: ``n0`` (returned, to send with) and ``n1``, which holds user 7
+    (its sink returned)."""
+    sender = RedisBackplane(url, prefix, "n0", metrics=Metrics())
+    receiver = RedisBackplane(url, prefix, "n1", metrics=Metrics())
+    sink = Sink()
+    await nursery.start(sender.run, Sink())
+    await nursery.start(receiver.run, sink)
+    await receiver.publish_control(PresenceChanged(7, True, "n1"))
+    await receiver.joined(7)
+    return sender, sink
+
+
 async def test_a_batch_reaches_only_the_nodes_holding_its_recipients_even_thousands() -> None:
     async with fresh_redis_prefix() as (url, prefix), trio.open_nursery() as nursery:
         nodes = [RedisBackplane(url, prefix, f"n{i}", metrics=Metrics()) for i in range(3)]
@@ -57,15 +71,8 @@ async def test_a_command_redis_refuses_costs_its_own_op_only_alone_or_in_a_pipel
     import coredis
 
     async with fresh_redis_prefix() as (url, prefix), trio.open_nursery() as nursery:
-        metrics = Metrics()
-        sender = RedisBackplane(url, prefix, "n0", metrics=metrics)
-        receiver = RedisBackplane(url, prefix, "n1", metrics=Metrics())
-        sinks = [Sink(), Sink()]
         with trio.fail_after(20):
-            await nursery.start(sender.run, sinks[0])
-            await nursery.start(receiver.run, sinks[1])
-            await receiver.publish_control(PresenceChanged(7, True, "n1"))
-            await receiver.joined(7)
+            sender, received = await sender_and_receiver(nursery, url, prefix)
             async with coredis.Redis.from_url(url) as redis:
                 await redis.set(f"{prefix}:where:666", "not a set")
 
@@ -80,16 +87,16 @@ async def test_a_command_redis_refuses_costs_its_own_op_only_alone_or_in_a_pipel
                 await trio.sleep(0.01)
             assert sender._lost
             await sender.publish([send(b"after it", 7)], stored=True)
-            while len(sinks[1].frames) < 1:
+            while len(received.frames) < 1:
                 await trio.sleep(0.01)
             # three queued at once go in one pipeline: only the middle one is refused
             sender._lost = False
             for frame, to in ((b"one", 7), (b"refused among others", 666), (b"three", 7)):
                 await sender.publish([send(frame, to)], stored=True)  # queues: no yield
-            while len(sinks[1].frames) < 3:
+            while len(received.frames) < 3:
                 await trio.sleep(0.01)
             assert dropped() == 2 and sender._lost
-        assert sinks[1].frames == [b"after it", b"one", b"three"]
+        assert received.frames == [b"after it", b"one", b"three"]
         nursery.cancel_scope.cancel()
 
 
@@ -101,23 +108,17 @@ async def test_a_flushed_script_cache_costs_nothing() -> None:
     import coredis
 
     async with fresh_redis_prefix() as (url, prefix), trio.open_nursery() as nursery:
-        sender = RedisBackplane(url, prefix, "n0", metrics=Metrics())
-        receiver = RedisBackplane(url, prefix, "n1", metrics=Metrics())
-        sinks = [Sink(), Sink()]
         with trio.fail_after(20):
-            await nursery.start(sender.run, sinks[0])
-            await nursery.start(receiver.run, sinks[1])
-            await receiver.publish_control(PresenceChanged(7, True, "n1"))
-            await receiver.joined(7)
+            sender, received = await sender_and_receiver(nursery, url, prefix)
             for frame in (b"one", b"two"):
                 await sender.publish([Delivery(ToUsers(frozenset({7})), frame, "private")],
                                      stored=True)
-                while sinks[1].frames[-1:] != [frame]:
+                while received.frames[-1:] != [frame]:
                     await trio.sleep(0.01)
                 async with coredis.Redis.from_url(url) as redis:
                     await redis.script_flush()
             await trio.sleep(0.2)
-        assert sinks[1].frames == [b"one", b"two"]
+        assert received.frames == [b"one", b"two"]
         reconnects = sender.m_reconnects.collect()[0].samples
         assert all(sample.value == 0 for sample in reconnects), reconnects
         nursery.cancel_scope.cancel()

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import socket
 from collections.abc import Sequence
+from pathlib import Path
 
+import coredis
+import pytest
 import trio
+from faults import free_port, own_redis
 
 from trionet.backplane.redis import RedisBackplane
+from trionet.backplane.resp import LinkError, RespLink
 from trionet.core.events import ControlEvent, Delivery, PresenceChanged
 from trionet.core.routing import ToGroup, ToUsers
 from trionet.metrics import Metrics
@@ -25,6 +32,11 @@ class Sink:
     def control(self, event: ControlEvent) -> int:
         self.events.append(event)
         return 0
+
+
+async def open_link(url: str) -> RespLink:
+    client = coredis.Redis.from_url(url, decode_responses=False)
+    return await RespLink.open(url, client, connect_within=2, reply_within=2)
 
 
 async def sender_and_receiver(nursery: trio.Nursery, url: str, prefix: str
@@ -68,8 +80,6 @@ async def test_a_command_redis_refuses_costs_its_own_op_only_alone_or_in_a_pipel
     """A route Redis refuses (here a ``where`` key of the wrong type: WRONGTYPE) is counted
     as dropped and marks the node for a resume, and the ops around it still go: sent alone
     and among others in one pipeline."""
-    import coredis
-
     async with fresh_redis_prefix() as (url, prefix), trio.open_nursery() as nursery:
         with trio.fail_after(20):
             sender, received = await sender_and_receiver(nursery, url, prefix)
@@ -105,8 +115,6 @@ async def test_a_flushed_script_cache_costs_nothing() -> None:
     """``SCRIPT FLUSH`` (an operator's, or a Redis restarted without its cache) between two
     sends: the node neither reconnects nor loses one (harmless to other clients of this
     Redis: they load a script again when it is refused)."""
-    import coredis
-
     async with fresh_redis_prefix() as (url, prefix), trio.open_nursery() as nursery:
         with trio.fail_after(20):
             sender, received = await sender_and_receiver(nursery, url, prefix)
@@ -122,3 +130,42 @@ async def test_a_flushed_script_cache_costs_nothing() -> None:
         reconnects = sender.m_reconnects.collect()[0].samples
         assert all(sample.value == 0 for sample in reconnects), reconnects
         nursery.cancel_scope.cancel()
+
+
+async def test_a_tls_redis_through_rediss_urls_whole_backplane(tmp_path: Path) -> None:
+    """``rediss://`` with the URL's CA: coredis's client and both links speak TLS, and two
+    nodes route through it; a certificate the URL's CA did not sign is refused."""
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "openssl is not installed (scripts/test installs it)"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    other_cert, other_key = tmp_path / "other.pem", tmp_path / "other-key.pem"
+    for c, k in ((cert, key), (other_cert, other_key)):
+        await trio.run_process([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                                "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                                "-subj", "/CN=127.0.0.1", "-addext",
+                                "subjectAltName=IP:127.0.0.1", "-keyout", str(k), "-out",
+                                str(c)], capture_stdout=True, capture_stderr=True)
+    port = free_port()
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    async with own_redis(listening, "--bind", "127.0.0.1", "--tls-port", str(port),
+                         "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                         "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"):
+        url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+        with trio.fail_after(15):
+            link = await open_link(url)
+            assert await link.pipeline([("PING",)]) == [b"PONG"]
+            await link.aclose()
+            with pytest.raises(LinkError, match="broke"):  # (certificate verify failed)
+                await open_link(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={other_cert}")
+            async with trio.open_nursery() as nursery:
+                sender, received = await sender_and_receiver(nursery, url, "tls")
+                await sender.publish([Delivery(ToUsers(frozenset({7})), b"over tls",
+                                               "private")], stored=True)
+                while not received.frames:
+                    await trio.sleep(0.01)
+                assert received.frames == [b"over tls"]
+                nursery.cancel_scope.cancel()

@@ -3,8 +3,6 @@ misbehave on purpose."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -14,6 +12,7 @@ import coredis
 import pytest
 import trio
 from coredis.exceptions import WrongTypeError
+from faults import own_redis
 
 from trionet.backplane.resp import LinkError, RespLink, encode
 from trionet.testing import fresh_redis_prefix
@@ -145,27 +144,12 @@ async def test_a_subscription_reads_every_message_in_order_until_redis_drops_it(
 
 @pytest.fixture
 async def private_redis(tmp_path: Path) -> AsyncIterator[Path]:
-    """A Redis of this test's own on a Unix socket, with a password (``secret``) and without
-    the ``CLIENT`` command (as some managed ones); stopped by its pid afterwards."""
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:  # (scripts/test and CI start the machine's Redis from it)
-        pytest.fail("redis-server is not installed")
-    socket_path = tmp_path / "redis.sock"
-    process = await trio.lowlevel.open_process(
-        [redis_server, "--port", "0", "--unixsocket", str(socket_path), "--save", "",
-         "--appendonly", "no", "--requirepass", "secret", "--rename-command", "CLIENT", ""],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with trio.fail_after(10):
-            while not socket_path.exists():
-                await trio.sleep(0.02)
-        yield socket_path
-    finally:
-        process.terminate()
-        with trio.move_on_after(10):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()
+    """A Redis on a Unix socket, with a password (``secret``) and without the ``CLIENT``
+    command (as some managed ones)."""
+    path = tmp_path / "redis.sock"
+    async with own_redis(path.exists, "--unixsocket", str(path), "--requirepass", "secret",
+                         "--rename-command", "CLIENT", ""):
+        yield path
 
 
 async def test_a_unix_socket_and_a_password_from_the_url(private_redis: Path) -> None:

@@ -57,6 +57,28 @@ def test_the_excluded_connection_is_left_out_only_on_its_own_node() -> None:
     assert drain(ra1) == [b"y"] and drain(ra2) == [b"y"]
 
 
+def test_a_batch_to_one_group_leaves_out_each_messages_own_sender() -> None:
+    """Messages of several members to one group in one batch (their member set looked up
+    once): each reaches every member's connection but the one that sent it, in order; a
+    sender on another node leaves out nobody here; another group's message stays apart."""
+    members = frozenset({1, 2, 3})
+    registry, fanout, _ = make(node="n1")
+    a, ra = connect(registry, 1, queue=10)
+    b, rb = connect(registry, 2, queue=10)
+    _, rb2 = connect(registry, 2, queue=10)
+    _, r4 = connect(registry, 4, queue=10)
+    batch = [Delivery(ToGroup(5, members, a.ref), b"from a", "group"),
+             Delivery(ToGroup(5, members, b.ref), b"from b", "group"),
+             Delivery(ToGroup(5, members, ConnRef("n2", a.id)), b"from afar", "group"),
+             Delivery(ToGroup(6, frozenset({4}), None), b"other", "group"),
+             Delivery(ToGroup(5, members, None), b"server", "group")]
+    assert fanout.deliver(batch) == 2 + 2 + 3 + 1 + 3
+    assert drain(ra) == [b"from b", b"from afar", b"server"]
+    assert drain(rb) == [b"from a", b"from afar", b"server"]
+    assert drain(rb2) == [b"from a", b"from b", b"from afar", b"server"]
+    assert drain(r4) == [b"other"]
+
+
 def test_a_full_outbox_closes_only_the_slow_consumer_after_its_queued_frames() -> None:
     registry, fanout, _ = make()
     slow, r_slow = connect(registry, 1, queue=2)

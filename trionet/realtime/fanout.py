@@ -13,7 +13,8 @@ change while a message is committed).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 
 from ..core.errors import CloseCode
 from ..core.events import (
@@ -70,9 +71,29 @@ class Fanout:
         frames_out = self.metrics.frames_out
         # one write (or queueing) per recipient for the whole batch, in the batch's order
         per_conn: dict[Conn, list[bytes]] = {}
+        # a batch's messages to one group share its member set: its connections here are
+        # looked up once, each message leaving out its own sender's (the set is kept in the
+        # value, so that its id stays its own while the batch is handled)
+        resolved: dict[int, tuple[object, list[Conn]]] = {}
         for delivery in batch:
             frame = delivery.frame
-            for conn in recipients(self._current(delivery.target), users, node):
+            target = self._current(delivery.target)
+            if not isinstance(target, ToGroup):
+                conns: Iterable[Conn] = recipients(target, users, node)
+            else:
+                ids = target.members
+                found = resolved.get(id(ids))
+                if found is None:
+                    everyone = list(recipients(replace(target, exclude=None), users, node))
+                    resolved[id(ids)] = (ids, everyone)
+                else:
+                    everyone = found[1]
+                exclude = target.exclude
+                if exclude is not None and exclude.node == node:
+                    conns = [conn for conn in everyone if conn.id != exclude.conn]
+                else:
+                    conns = everyone
+            for conn in conns:
                 frames = per_conn.get(conn)
                 if frames is None:
                     per_conn[conn] = [frame]

@@ -350,13 +350,8 @@ class RedisBackplane:
             await self._lease(client, scripts)
             # the hot path's links (see trionet.backplane.resp), both opened before the node
             # is ready; subscribed before it reads who is where, so that no change is missed
-            listener = await self._link(client, "listen")
-            try:
-                sender = await self._link(client, "send")
-            except BaseException:
-                await listener.aclose()
-                raise
-            try:
+            async with await self._link(client, "listen") as listener, \
+                    await self._link(client, "send") as sender:
                 await listener.subscribe([self.keys.to(self.node), self.keys.all])
                 await self._rejoin(client)
                 await self._load_replica(client)
@@ -384,9 +379,6 @@ class RedisBackplane:
                         nursery.start_soon(self._reap_dead, client, scripts)
                 finally:
                     self.client = None
-            finally:
-                await listener.aclose()
-                await sender.aclose()
 
     async def _link(self, client: Any, role: str) -> RespLink:
         return await RespLink.open(self.url, client, connect_within=CONNECT_TIMEOUT,

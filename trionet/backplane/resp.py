@@ -57,7 +57,8 @@ def encode(*args: Arg) -> bytes:
 
 
 class RespLink:
-    """One connection to Redis for pipelined commands. Open with :meth:`open`."""
+    """One connection to Redis for pipelined commands. Open with :meth:`open`; close with
+    :meth:`aclose`, or use it as an async context manager."""
 
     def __init__(self, stream: trio.abc.Stream, reply_within: float) -> None:
         self._stream = stream
@@ -160,6 +161,12 @@ class RespLink:
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self._stream)
+
+    async def __aenter__(self) -> RespLink:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 def _compact(parser: Parser) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 __all__ = ["ConnRef", "ToAll", "ToGroup", "ToUsers", "Target", "private_target",
-           "group_target", "recipients", "target_to_wire", "target_from_wire"]
+           "group_target", "recipients", "skipped_conn", "target_to_wire", "target_from_wire"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,11 +73,16 @@ class _Numbered(Protocol):
 C = TypeVar("C", bound=_Numbered)
 
 
+def skipped_conn(target: Target, node: str) -> int | None:
+    """The number of the connection ``target`` leaves out on ``node``, if one is there."""
+    exclude = target.exclude
+    return exclude.conn if exclude is not None and exclude.node == node else None
+
+
 def recipients(target: Target, registry: Mapping[int, Iterable[C]], node: str = "") -> Iterator[C]:
     """The connections of this ``node`` (its ``registry``: user id -> connections) that
     ``target`` addresses, each once."""
-    exclude = target.exclude
-    skip = exclude.conn if exclude is not None and exclude.node == node else None
+    skip = skipped_conn(target, node)
     if isinstance(target, ToAll):
         for conns in registry.values():
             for conn in conns:

@@ -28,7 +28,7 @@ from ..core.events import (
     SessionEnded,
     UserDeleted,
 )
-from ..core.routing import Target, ToGroup, recipients
+from ..core.routing import Target, ToGroup, recipients, skipped_conn
 from ..metrics import Metrics
 from .blocks import BlockCache
 from .membership import MembershipCache
@@ -88,11 +88,8 @@ class Fanout:
                     resolved[id(ids)] = (ids, everyone)
                 else:
                     everyone = found[1]
-                exclude = target.exclude
-                if exclude is not None and exclude.node == node:
-                    conns = [conn for conn in everyone if conn.id != exclude.conn]
-                else:
-                    conns = everyone
+                skip = skipped_conn(target, node)
+                conns = everyone if skip is None else [c for c in everyone if c.id != skip]
             for conn in conns:
                 frames = per_conn.get(conn)
                 if frames is None:

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 import trio
 
-__all__ = ["CuttableProxy", "children_of", "free_port", "own_redis", "wait_ready"]
+__all__ = ["CuttableProxy", "children_of", "free_port", "wait_ready"]
 
 
 class CuttableProxy:
@@ -99,27 +94,3 @@ async def wait_ready(url: str, process: trio.Process, path: str = "/readyz") -> 
             except httpx.TransportError:
                 pass
             await trio.sleep(0.05)
-
-
-@asynccontextmanager
-async def own_redis(ready: Callable[[], bool], *options: str) -> AsyncIterator[None]:
-    """A Redis server of the test's own (no port unless ``options`` give one, nothing on
-    disk), until ``ready()``; stopped by its pid afterwards."""
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:  # (scripts/test and CI start the machine's Redis from it)
-        pytest.fail("redis-server is not installed")
-    process = await trio.lowlevel.open_process(
-        [redis_server, "--port", "0", "--save", "", "--appendonly", "no", *options],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        with trio.fail_after(10):
-            while not ready():
-                assert process.returncode is None, "redis-server did not start"
-                await trio.sleep(0.02)
-        yield
-    finally:
-        process.terminate()
-        with trio.move_on_after(10):
-            await process.wait()
-        if process.returncode is None:
-            process.kill()

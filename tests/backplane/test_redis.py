@@ -10,10 +10,11 @@ from pathlib import Path
 import coredis
 import pytest
 import trio
-from faults import free_port, own_redis
+from faults import free_port
+from redis_helpers import open_link, own_redis
 
 from trionet.backplane.redis import RedisBackplane
-from trionet.backplane.resp import LinkError, RespLink
+from trionet.backplane.resp import LinkError
 from trionet.core.events import ControlEvent, Delivery, PresenceChanged
 from trionet.core.routing import ToGroup, ToUsers
 from trionet.metrics import Metrics
@@ -32,11 +33,6 @@ class Sink:
     def control(self, event: ControlEvent) -> int:
         self.events.append(event)
         return 0
-
-
-async def open_link(url: str) -> RespLink:
-    client = coredis.Redis.from_url(url, decode_responses=False)
-    return await RespLink.open(url, client, connect_within=2, reply_within=2)
 
 
 async def sender_and_receiver(nursery: trio.Nursery, url: str, prefix: str

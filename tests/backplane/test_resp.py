@@ -12,7 +12,7 @@ import coredis
 import pytest
 import trio
 from coredis.exceptions import WrongTypeError
-from faults import own_redis
+from redis_helpers import open_link, own_redis
 
 from trionet.backplane.resp import LinkError, RespLink, encode
 from trionet.testing import fresh_redis_prefix
@@ -23,11 +23,6 @@ def test_commands_are_encoded_as_arrays_of_bulk_strings() -> None:
     assert encode("SET", "k", b"") == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n"
     # bytes go as they are, binary and CRLF included
     assert encode(b"\r\n\x00") == b"*1\r\n$3\r\n\r\n\x00\r\n"
-
-
-async def open_link(url: str) -> RespLink:
-    client = coredis.Redis.from_url(url, decode_responses=False)
-    return await RespLink.open(url, client, connect_within=2, reply_within=2)
 
 
 async def test_a_pipeline_returns_every_reply_in_order_and_a_refusal_as_its_error() -> None:
